@@ -1,0 +1,1 @@
+pub use piecework_bencode as bencode;
