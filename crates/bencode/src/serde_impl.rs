@@ -489,6 +489,99 @@ impl Serialize for RawValue<'_> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Value <-> serde
+
+impl Serialize for crate::Value<'_> {
+    fn serialize<S: ser::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use ser::{SerializeMap, SerializeSeq};
+        match self {
+            crate::Value::Int(i) => serializer.serialize_i64(*i),
+            crate::Value::Bytes(b) => serializer.serialize_bytes(b),
+            crate::Value::List(l) => {
+                let mut seq = serializer.serialize_seq(Some(l.len()))?;
+                for v in l {
+                    seq.serialize_element(v)?;
+                }
+                seq.end()
+            }
+            crate::Value::Dict(d) => {
+                let mut map = serializer.serialize_map(Some(d.len()))?;
+                for (k, v) in d.iter() {
+                    map.serialize_entry(&BytesRef(k), v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+struct BytesRef<'b>(&'b [u8]);
+
+impl Serialize for BytesRef<'_> {
+    fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+impl<'de: 'a, 'a> de::Deserialize<'de> for crate::Value<'a> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = crate::Value<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a bencode value")
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(crate::Value::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        i64::try_from(v).map(crate::Value::Int).map_err(|_| E::custom("integer above i64::MAX"))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(crate::Value::Int(v.into()))
+    }
+    fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+        Ok(crate::Value::from(v))
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+        Ok(crate::Value::from(v.to_vec()))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(crate::Value::from(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(crate::Value::from(v.to_string()))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(crate::Value::List(out))
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut d = crate::Dictionary::new();
+        while let Some(k) = map.next_key::<crate::Value<'de>>()? {
+            let crate::Value::Bytes(k) = k else {
+                return Err(de::Error::custom("dictionary key is not a string"));
+            };
+            let v: crate::Value<'de> = map.next_value()?;
+            // Lenient input may repeat a key: the first one wins, as in the decoder.
+            if d.get(&k).is_none() {
+                d.insert(k, v);
+            }
+        }
+        Ok(crate::Value::Dict(d))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Serializer
 
 /// Serializes `value` canonically: dictionary keys sorted, `None` fields left out.
