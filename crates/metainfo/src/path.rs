@@ -1,0 +1,273 @@
+//! Safe file paths: sanitizing what a torrent says the way libtorrent does, so nothing can name
+//! a path outside the download folder.
+//!
+//! Rules for one path element (a name or one entry of a `path` list):
+//! - `/`, `\` and NUL are removed, and so are the Unicode bidi controls U+200E, U+200F and
+//!   U+202A..U+202E (they disguise extensions);
+//! - control characters and invalid UTF-8 become `_`;
+//! - an element of only dots (`.`, `..`) is dropped, or becomes `_` where an element is required
+//!   (inside a file's `path` list, so a file never collapses onto its directory);
+//! - an empty required element becomes `_`; elements are cut to about 240 bytes, keeping a short
+//!   extension.
+//!
+//! The result is always valid UTF-8; the torrent's original bytes stay available on
+//! [`crate::FileEntry::raw_path`].
+
+use core::fmt;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// Longest element in bytes before it is cut (libtorrent's figure).
+const MAX_ELEMENT: usize = 240;
+
+/// A relative path whose every component is safe to create under a download folder: never
+/// empty, `.` or `..`, and never containing a separator, a NUL or a control character.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct SafePath(Vec<String>);
+
+impl SafePath {
+    /// The components, outermost first.
+    pub fn components(&self) -> &[String] {
+        &self.0
+    }
+    /// Number of components.
+    pub fn depth(&self) -> usize {
+        self.0.len()
+    }
+    /// Joins the components onto `root` (the download folder).
+    pub fn under(&self, root: &Path) -> PathBuf {
+        let mut p = root.to_path_buf();
+        for c in &self.0 {
+            p.push(c);
+        }
+        p
+    }
+    /// The path as a relative [`PathBuf`].
+    pub fn to_path_buf(&self) -> PathBuf {
+        self.0.iter().collect()
+    }
+    /// Builds a safe path from arbitrary elements, sanitizing each as a required element.
+    pub fn sanitize<'x>(elements: impl IntoIterator<Item = &'x [u8]>) -> Self {
+        let mut v = Vec::new();
+        for e in elements {
+            append_element(&mut v, e, true);
+        }
+        if v.is_empty() {
+            v.push("_".to_owned());
+        }
+        Self(v)
+    }
+    pub(crate) fn from_components(v: Vec<String>) -> Self {
+        Self(v)
+    }
+    pub(crate) fn components_mut(&mut self) -> &mut Vec<String> {
+        &mut self.0
+    }
+    /// Whether every component obeys the invariant (used by tests and the fuzzer).
+    pub fn is_safe(&self) -> bool {
+        !self.0.is_empty()
+            && self.0.iter().all(|c| {
+                !c.is_empty()
+                    && c != "."
+                    && c != ".."
+                    && !c.contains(['/', '\\', '\0'])
+                    && !c.chars().any(char::is_control)
+            })
+    }
+}
+
+impl fmt::Display for SafePath {
+    /// Components joined with `/`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, c) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("/")?;
+            }
+            f.write_str(c)?;
+        }
+        Ok(())
+    }
+}
+impl fmt::Debug for SafePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SafePath({self})")
+    }
+}
+
+/// Characters dropped outright: separators, NUL (libtorrent drops it too), bidi controls.
+fn filtered(c: char) -> bool {
+    matches!(c, '/' | '\\' | '\0' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}')
+}
+
+/// Sanitizes one element and appends it to `out`. `required`: an element that must exist
+/// (a `path` list entry) turns into `_` instead of vanishing.
+pub(crate) fn append_element(out: &mut Vec<String>, element: &[u8], required: bool) {
+    if element == b"." && !required {
+        return;
+    }
+    if element.is_empty() {
+        if required {
+            out.push("_".to_owned());
+        }
+        return;
+    }
+    let mut s = String::with_capacity(element.len().min(MAX_ELEMENT + 16));
+    let mut dots = 0usize;
+    let mut cut = false;
+    'outer: for chunk in element.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if filtered(c) {
+                continue;
+            }
+            if c.is_control() {
+                s.push('_');
+            } else {
+                s.push(c);
+                if c == '.' {
+                    dots += 1;
+                }
+            }
+            if s.len() >= MAX_ELEMENT {
+                cut = true;
+                break 'outer;
+            }
+        }
+        if !chunk.invalid().is_empty() {
+            s.push('_');
+        }
+    }
+    if cut {
+        // Keep a short extension from the original, as libtorrent does.
+        let tail = &element[element.len().saturating_sub(10)..];
+        if let Some(dot) = tail.iter().rposition(|&b| b == b'.') {
+            let ext = &tail[dot..];
+            if let Ok(ext) = core::str::from_utf8(ext)
+                && !ext.contains(filtered)
+                && !ext.chars().any(char::is_control)
+                && !s.ends_with(ext)
+            {
+                s.push_str(ext);
+            }
+        }
+    }
+    if s.len() == dots && dots <= 2 {
+        if required {
+            out.push("_".to_owned());
+        }
+        return;
+    }
+    out.push(s);
+}
+
+/// Renames duplicate paths (compared case-insensitively, and against directories) to
+/// `name.1.ext`, `name.2.ext`, ... Pad files of equal size may share a name.
+/// Fails once more than `max_collisions` candidate names were taken.
+pub(crate) fn resolve_duplicates(
+    files: &mut [(SafePath, bool, u64)],
+    max_collisions: usize,
+) -> Result<(), usize> {
+    let lower = |p: &[String]| -> String { p.join("/").to_lowercase() };
+    let mut dirs: HashSet<String> = HashSet::new();
+    for (p, _, _) in files.iter() {
+        let c = p.components();
+        for i in 1..c.len() {
+            dirs.insert(lower(&c[..i]));
+        }
+    }
+    // name -> (is pad, size) of the file that holds it.
+    let mut taken: std::collections::HashMap<String, (bool, u64)> = std::collections::HashMap::new();
+    let mut collisions = 0usize;
+    for (p, pad, size) in files.iter_mut() {
+        let key = lower(p.components());
+        let clash = if dirs.contains(&key) {
+            true
+        } else {
+            match taken.get(&key) {
+                None => false,
+                Some(&(opad, osize)) => !(*pad && opad && *size == osize),
+            }
+        };
+        if !clash {
+            taken.entry(key).or_insert((*pad, *size));
+            continue;
+        }
+        let comps = p.components_mut();
+        let Some(last) = comps.last().cloned() else { continue };
+        let (base, ext) = match last.rfind('.') {
+            Some(i) if i > 0 => (last[..i].to_owned(), last[i..].to_owned()),
+            _ => (last.clone(), String::new()),
+        };
+        let mut n = 1usize;
+        loop {
+            let cand = format!("{base}.{n}{ext}");
+            let Some(slot) = comps.last_mut() else { break };
+            *slot = cand;
+            let k = lower(comps);
+            if !dirs.contains(&k) && !taken.contains_key(&k) {
+                taken.insert(k, (*pad, *size));
+                break;
+            }
+            collisions += 1;
+            if collisions > max_collisions {
+                return Err(max_collisions);
+            }
+            n += 1;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn el(e: &[u8], required: bool) -> Vec<String> {
+        let mut v = Vec::new();
+        append_element(&mut v, e, required);
+        v
+    }
+
+    #[test]
+    fn libtorrent_element_rules() {
+        assert_eq!(el(b"..", false), Vec::<String>::new());
+        assert_eq!(el(b"..", true), vec!["_"]);
+        assert_eq!(el(b".", true), vec!["_"]);
+        assert_eq!(el(b"/", true), vec!["_"]);
+        assert_eq!(el(b"", true), vec!["_"]);
+        assert_eq!(el(b"abc/../../def", true), vec!["abc....def"]);
+        assert_eq!(el(b"temp/../../abc", false), vec!["temp....abc"]);
+        assert_eq!(el(b"/foobar", true), vec!["foobar"]);
+        assert_eq!(el(b"\x82est/MB", true), vec!["_estMB"]);
+        assert_eq!(el(b"a\x01b", true), vec!["a_b"]);
+        assert_eq!(el("x\u{202e}gpj.exe".as_bytes(), true), vec!["xgpj.exe"]);
+        assert_eq!(el(b"foobar ", false), vec!["foobar "]);
+        assert_eq!(el(b"...", true), vec!["..."]);
+        let long = [b'a'; 300].iter().copied().chain(*b".txt").collect::<Vec<u8>>();
+        let v = el(&long, true);
+        assert!(v[0].len() <= 250 && v[0].ends_with(".txt"), "{v:?}");
+    }
+
+    #[test]
+    fn duplicates_get_numbered() {
+        let p = |s: &str| SafePath::from_components(s.split('/').map(str::to_owned).collect());
+        let mut files =
+            vec![(p("t/foo/bar.txt"), false, 1), (p("t/foo/bar.txt"), false, 2), (p("t/foo"), false, 3)];
+        resolve_duplicates(&mut files, 100).unwrap();
+        assert_eq!(files[1].0.to_string(), "t/foo/bar.1.txt");
+        assert_eq!(files[2].0.to_string(), "t/foo.1");
+        let mut many: Vec<_> = (0..200).map(|_| (p("t/a"), false, 1)).collect();
+        assert_eq!(resolve_duplicates(&mut many, 1000), Err(1000));
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_give_a_safe_path(elems in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..20), 0..5)) {
+            let p = SafePath::sanitize(elems.iter().map(Vec::as_slice));
+            prop_assert!(p.is_safe(), "{:?}", p);
+            let pb = p.under(Path::new("/dl"));
+            prop_assert!(pb.starts_with("/dl"));
+            prop_assert!(pb.components().all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::RootDir)));
+        }
+    }
+}
