@@ -1,0 +1,184 @@
+//! reqwest driver for [`ClientMachine`] (feature `client`).
+//!
+//! Streams each chunk from the file in small reads (never a whole chunk in
+//! memory), reports progress, retries with backoff, and resumes: give it the
+//! URL of an earlier attempt, or a `resume_file` where the URL is kept.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use futures_util::StreamExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+
+use crate::Error;
+use crate::checksum::{Checksum, ChecksumAlgorithm};
+use crate::client::{Action, ClientConfig, ClientMachine, ClientResponse};
+use crate::headers;
+
+const READ_CHUNK: usize = 256 * 1024;
+
+/// One upload job.
+#[derive(Debug, Clone)]
+pub struct UploadJob {
+    /// Creation endpoint, e.g. `http://127.0.0.1:1080/files/`.
+    pub endpoint: String,
+    /// File to send.
+    pub path: PathBuf,
+    /// Protocol settings.
+    pub config: ClientConfig,
+    /// Upload URL of an earlier attempt to resume.
+    pub resume_url: Option<String>,
+    /// File that keeps the upload URL between runs: read at start (if
+    /// `resume_url` is unset), written as soon as the upload is created,
+    /// removed when the upload completes.
+    pub resume_file: Option<PathBuf>,
+}
+
+impl UploadJob {
+    /// A job with default settings.
+    pub fn new(endpoint: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            path: path.into(),
+            config: ClientConfig::default(),
+            resume_url: None,
+            resume_file: None,
+        }
+    }
+}
+
+fn io(e: impl std::fmt::Display) -> Error {
+    Error::Io(std::io::Error::other(e.to_string()))
+}
+
+async fn checksum_of(path: &Path, offset: u64, len: u64, alg: ChecksumAlgorithm) -> Result<Checksum, Error> {
+    let mut f = tokio::fs::File::open(path).await?;
+    f.seek(std::io::SeekFrom::Start(offset)).await?;
+    let mut h = alg.hasher();
+    let mut left = len;
+    let mut buf = vec![0u8; READ_CHUNK];
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        let n = f.read(buf.get_mut(..want).unwrap_or(&mut [])).await?;
+        if n == 0 {
+            return Err(io("file shrank"));
+        }
+        h.update(buf.get(..n).unwrap_or(&[]));
+        left -= n as u64;
+    }
+    Ok(h.finish())
+}
+
+fn body_for(path: PathBuf, offset: u64, len: u64) -> reqwest::Body {
+    let s = futures_util::stream::try_unfold(
+        (None::<tokio::fs::File>, path, offset, len),
+        |(file, path, pos, left)| async move {
+            if left == 0 {
+                return Ok::<_, std::io::Error>(None);
+            }
+            let mut f = match file {
+                Some(f) => f,
+                None => {
+                    let mut f = tokio::fs::File::open(&path).await?;
+                    f.seek(std::io::SeekFrom::Start(pos)).await?;
+                    f
+                }
+            };
+            let want = usize::try_from(left).unwrap_or(usize::MAX).min(READ_CHUNK);
+            let mut buf = vec![0u8; want];
+            let n = f.read(&mut buf).await?;
+            if n == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank"));
+            }
+            buf.truncate(n);
+            Ok(Some((buf, (Some(f), path, pos + n as u64, left - n as u64))))
+        },
+    );
+    reqwest::Body::wrap_stream(s.boxed())
+}
+
+/// Uploads (or resumes) `job`; `progress(confirmed_offset, total)` runs after
+/// every confirmed step. Returns the upload URL.
+pub async fn upload_file(job: UploadJob, mut progress: impl FnMut(u64, u64)) -> Result<String, Error> {
+    let total = tokio::fs::metadata(&job.path).await?.len();
+    let mut resume = job.resume_url.clone();
+    if resume.is_none()
+        && let Some(rf) = &job.resume_file
+        && let Ok(text) = tokio::fs::read_to_string(rf).await
+    {
+        resume = Some(text.trim().to_owned()).filter(|s| !s.is_empty());
+    }
+    let endpoint = reqwest::Url::parse(&job.endpoint).map_err(io)?;
+    // Loopback-friendly and predictable: ignore proxy environment variables.
+    let http = reqwest::Client::builder().no_proxy().build().map_err(io)?;
+    let mut m = ClientMachine::new(job.config.clone(), total, resume);
+    loop {
+        let now = SystemTime::now();
+        let action = m.poll_action(now)?;
+        let sent = match action {
+            Action::Done { url } => {
+                if let Some(rf) = &job.resume_file {
+                    let _ = tokio::fs::remove_file(rf).await;
+                }
+                progress(total, total);
+                return Ok(url);
+            }
+            Action::Wait { until } => {
+                let d = until.duration_since(now).unwrap_or_default();
+                tokio::time::sleep(d).await;
+                continue;
+            }
+            Action::Create { headers: h } => {
+                let mut rb = http.post(endpoint.clone());
+                for (k, v) in h {
+                    rb = rb.header(k, v);
+                }
+                rb.send().await
+            }
+            Action::Head { url, headers: h } => {
+                let mut rb = http.head(&url);
+                for (k, v) in h {
+                    rb = rb.header(k, v);
+                }
+                rb.send().await
+            }
+            Action::Patch { url, offset, len, checksum, headers: h } => {
+                let mut rb = http.patch(&url).header("Content-Length", len.to_string()).body(body_for(
+                    job.path.clone(),
+                    offset,
+                    len,
+                ));
+                for (k, v) in h {
+                    rb = rb.header(k, v);
+                }
+                if let Some(alg) = checksum {
+                    let c = checksum_of(&job.path, offset, len, alg).await?;
+                    rb = rb.header(headers::UPLOAD_CHECKSUM, headers::encode_checksum(&c));
+                }
+                rb.send().await
+            }
+        };
+        let now = SystemTime::now();
+        match sent {
+            Err(_) => m.handle_error(now)?,
+            Ok(resp) => {
+                let get = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let location = get("Location")
+                    .map(|l| endpoint.join(&l).map(|u| u.to_string()))
+                    .transpose()
+                    .map_err(io)?;
+                let r = ClientResponse {
+                    status: resp.status().as_u16(),
+                    location,
+                    upload_offset: get(headers::UPLOAD_OFFSET),
+                };
+                let had_url = m.url().is_some();
+                m.handle_response(now, &r)?;
+                if !had_url && let (Some(url), Some(rf)) = (m.url(), &job.resume_file) {
+                    tokio::fs::write(rf, url).await?;
+                }
+                progress(m.offset(), total);
+            }
+        }
+    }
+}

@@ -1,0 +1,582 @@
+//! axum/hyper adapter for [`Server`] (feature `server`).
+//!
+//! Routes: `OPTIONS|POST /files/`, `OPTIONS|HEAD|PATCH|DELETE /files/{id}`,
+//! and `GET /shares/{share}?exp=..&sig=..` for signed downloads.
+//!
+//! Bodies are streamed frame by frame into the store (hyper frames are small),
+//! so memory stays bounded whatever the chunk size. A body that sends nothing
+//! for [`ServeConfig::idle_timeout`] is cut off: its bytes are kept (or thrown
+//! away if a checksum was promised) and the connection is freed.
+//!
+//! Writes to the data file happen on the async task: they go to the page
+//! cache through a buffer and are cheap; the `fdatasync` before an offset is
+//! committed is the one slow call, and it happens once per PATCH.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, options};
+use base64::Engine as _;
+use futures_util::StreamExt as _;
+use http_body_util::BodyExt as _;
+
+use crate::headers::{self, HeaderSource};
+use crate::id::UploadId;
+use crate::server::{BodyEnd, PatchSession, create_patch_headers};
+use crate::share::{self, PasswordParams, ShareManifest};
+use crate::store::{FileStore, FileWriter, UploadInfo};
+use crate::{Error, Response, Server, ServerConfig};
+
+impl HeaderSource for HeaderMap {
+    fn values<'a>(&'a self, name: &'static str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.get_all(name).iter().map(|v| v.as_bytes())
+    }
+}
+
+/// Settings of the HTTP server.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to bind. Default `127.0.0.1:0`.
+    pub listen: SocketAddr,
+    /// Store directory.
+    pub dir: PathBuf,
+    /// Protocol settings.
+    pub server: ServerConfig,
+    /// HMAC-SHA256 key for share links. Default empty: downloads disabled.
+    pub secret: Vec<u8>,
+    /// A body that sends nothing for this long is cut off. Default 30 s.
+    pub idle_timeout: Duration,
+    /// How often expired uploads are swept. Default 60 s.
+    pub expire_interval: Duration,
+}
+
+impl ServeConfig {
+    /// Defaults with the store in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dir: dir.into(),
+            server: ServerConfig::default(),
+            secret: Vec::new(),
+            idle_timeout: Duration::from_secs(30),
+            expire_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+struct AppState {
+    core: Mutex<Server<FileStore>>,
+    store: FileStore,
+    secret: Vec<u8>,
+    idle_timeout: Duration,
+}
+
+impl AppState {
+    fn core(&self) -> MutexGuard<'_, Server<FileStore>> {
+        // A panic while holding the lock is a bug; keep serving the state.
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A server running on a background task.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// Bound address.
+    pub addr: SocketAddr,
+    /// The serving task; abort it to stop.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Creation endpoint URL (`http://addr/files/`).
+    pub fn endpoint(&self) -> String {
+        format!("http://{}/files/", self.addr)
+    }
+}
+
+/// Builds the router over a store directory (uploads found there are loaded).
+pub fn router(cfg: &ServeConfig) -> Result<Router, Error> {
+    let store = FileStore::open(&cfg.dir)?;
+    let mut server_cfg = cfg.server.clone();
+    if !server_cfg.base_path.ends_with('/') {
+        server_cfg.base_path.push('/');
+    }
+    let core = Server::open(server_cfg, store.clone())?;
+    let state = Arc::new(AppState {
+        core: Mutex::new(core),
+        store,
+        secret: cfg.secret.clone(),
+        idle_timeout: cfg.idle_timeout,
+    });
+    let sweeper = Arc::downgrade(&state);
+    let every = cfg.expire_interval.max(Duration::from_millis(10));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let Some(st) = sweeper.upgrade() else { break };
+            if let Ok(gone) = st.core().handle_expire(SystemTime::now())
+                && !gone.is_empty()
+            {
+                tracing::info!(count = gone.len(), "expired uploads removed");
+            }
+        }
+    });
+    Ok(Router::new()
+        .route("/files/", options(handle_options).post(handle_post))
+        .route(
+            "/files/{id}",
+            options(handle_options).head(handle_head).patch(handle_patch).delete(handle_delete),
+        )
+        .route("/shares/{share}", get(handle_download))
+        .with_state(state))
+}
+
+/// Binds `cfg.listen` and serves on a spawned task.
+pub async fn spawn(cfg: ServeConfig) -> Result<RunningServer, Error> {
+    let app = router(&cfg)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "server stopped");
+        }
+    });
+    Ok(RunningServer { addr, task })
+}
+
+/// Binds `cfg.listen` and serves until the task is cancelled; `on_ready` gets
+/// the bound address (the CLI prints it).
+pub async fn serve(cfg: ServeConfig, on_ready: impl FnOnce(SocketAddr)) -> Result<(), Error> {
+    let app = router(&cfg)?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    on_ready(listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+fn to_http(r: Response) -> axum::response::Response {
+    let mut out = axum::response::Response::new(Body::empty());
+    *out.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in r.headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            out.headers_mut().append(name, v);
+        }
+    }
+    out
+}
+
+fn error(e: &Error) -> axum::response::Response {
+    if e.status() == 500 {
+        tracing::warn!(error = %e, "request failed");
+    }
+    to_http(Response::from_error(e))
+}
+
+async fn handle_options(State(st): State<Arc<AppState>>) -> axum::response::Response {
+    to_http(st.core().handle_options())
+}
+
+async fn handle_head(
+    State(st): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    h: HeaderMap,
+) -> axum::response::Response {
+    match st.core().handle_head(SystemTime::now(), &id, &h) {
+        Ok(r) => to_http(r),
+        Err(e) => error(&e),
+    }
+}
+
+async fn handle_delete(
+    State(st): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    h: HeaderMap,
+) -> axum::response::Response {
+    match st.core().handle_delete(SystemTime::now(), &id, &h) {
+        Ok(r) => to_http(r),
+        Err(e) => error(&e),
+    }
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    headers::get_u64(h, "Content-Length").ok().flatten()
+}
+
+/// Streams a body into a session. `Err` = the session refused bytes.
+async fn pump(st: &AppState, sess: &mut PatchSession<FileWriter>, mut body: Body) -> Result<BodyEnd, Error> {
+    loop {
+        match tokio::time::timeout(st.idle_timeout, body.frame()).await {
+            Err(_) => {
+                tracing::info!(id = %sess.id(), "body stalled; cut off");
+                return Ok(BodyEnd::Interrupted);
+            }
+            Ok(None) => return Ok(BodyEnd::Complete { trailer: None }),
+            Ok(Some(Err(_))) => return Ok(BodyEnd::Interrupted),
+            Ok(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => sess.write(&data)?,
+                Err(frame) => {
+                    if let Ok(t) = frame.into_trailers() {
+                        let trailer = t.unique(headers::UPLOAD_CHECKSUM)?.map(<[u8]>::to_vec);
+                        return Ok(BodyEnd::Complete { trailer });
+                    }
+                }
+            },
+        }
+    }
+}
+
+async fn run_patch(
+    st: &AppState,
+    mut sess: PatchSession<FileWriter>,
+    h: &HeaderMap,
+    body: Body,
+) -> Result<Response, Error> {
+    if let Some(cl) = content_length(h)
+        && cl > sess.remaining()
+    {
+        let max = sess.remaining();
+        st.core().abort_patch(sess)?;
+        return Err(Error::TooLarge { length: cl, max });
+    }
+    match pump(st, &mut sess, body).await {
+        Ok(end) => st.core().finish_patch(SystemTime::now(), sess, end),
+        Err(e) => {
+            st.core().abort_patch(sess)?;
+            Err(e)
+        }
+    }
+}
+
+async fn handle_patch(
+    State(st): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    req: Request,
+) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let sess = st.core().begin_patch(SystemTime::now(), &id, &parts.headers);
+    let res = match sess {
+        Ok(sess) => run_patch(&st, sess, &parts.headers, body).await,
+        Err(e) => Err(e),
+    };
+    match res {
+        Ok(r) => to_http(r),
+        Err(e) => error(&e),
+    }
+}
+
+fn random_id() -> Result<UploadId, Error> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+    Ok(UploadId::from_random(b))
+}
+
+async fn handle_post(State(st): State<Arc<AppState>>, req: Request) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let h = parts.headers;
+    let id = match random_id() {
+        Ok(id) => id,
+        Err(e) => return error(&e),
+    };
+    // Creation may copy concatenated parts: keep it off the async workers.
+    let st2 = st.clone();
+    let (h, created) = match tokio::task::spawn_blocking(move || {
+        let r = st2.core().handle_create(SystemTime::now(), id.clone(), &h);
+        (h, r.map(|r| (id, r)))
+    })
+    .await
+    {
+        Ok(v) => v,
+        Err(_) => return error(&Error::InvalidState("creation task failed")),
+    };
+    let (id, created) = match created {
+        Ok(v) => v,
+        Err(e) => return error(&e),
+    };
+    let with_body = h
+        .unique_str(headers::CONTENT_TYPE)
+        .ok()
+        .flatten()
+        .is_some_and(|ct| ct.trim().eq_ignore_ascii_case(headers::OFFSET_OCTET_STREAM));
+    if !with_body {
+        return to_http(created);
+    }
+    // creation-with-upload: the body is a first PATCH at offset 0.
+    let sess =
+        create_patch_headers(&h).and_then(|ph| st.core().begin_patch(SystemTime::now(), id.as_str(), &ph));
+    let res = match sess {
+        Ok(sess) => run_patch(&st, sess, &h, body).await,
+        Err(e) => Err(e),
+    };
+    match res {
+        Ok(p) => {
+            let mut r = created;
+            r.headers.retain(|(n, _)| *n != headers::UPLOAD_OFFSET);
+            r.headers.extend(p.headers.into_iter().filter(|(n, _)| *n == headers::UPLOAD_OFFSET));
+            to_http(r)
+        }
+        Err(e) => error(&e),
+    }
+}
+
+fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == key).map(|(_, v)| v)
+}
+
+fn plain(status: StatusCode) -> axum::response::Response {
+    (status, Body::empty()).into_response()
+}
+
+fn share_path(dir: &Path, share: &UploadId) -> PathBuf {
+    dir.join("shares").join(format!("{}.share", share.as_str()))
+}
+
+/// Records a share of finished uploads in the store directory and returns
+/// its id. `files` pairs an upload with an optional download name (default:
+/// the `filename` metadata, else the id). With a password, only its Argon2id
+/// hash is stored.
+pub fn create_share(
+    dir: &Path,
+    files: &[(UploadId, Option<String>)],
+    password: Option<&str>,
+    params: PasswordParams,
+) -> Result<UploadId, Error> {
+    if files.is_empty() || files.len() > share::MAX_SHARE_FILES {
+        return Err(Error::InvalidState("a share needs 1 to 1024 files"));
+    }
+    let store = FileStore::open(dir)?;
+    let mut list = Vec::new();
+    for (id, name) in files {
+        let text = std::fs::read_to_string(dir.join(format!("{}.info", id.as_str())))
+            .map_err(|_| Error::UploadNotFound)?;
+        let info = UploadInfo::decode(&text)?;
+        if !info.is_finished() {
+            return Err(Error::PartialNotFinished);
+        }
+        let name = name.clone().unwrap_or_else(|| {
+            info.metadata
+                .get("filename")
+                .and_then(|n| std::str::from_utf8(n).ok())
+                .unwrap_or(id.as_str())
+                .to_owned()
+        });
+        list.push((id.clone(), share::sanitize_name(&name)));
+    }
+    let password = match password {
+        Some(p) => {
+            let mut salt = [0u8; 16];
+            getrandom::fill(&mut salt).map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?;
+            Some(share::hash_password(p.as_bytes(), salt, params)?)
+        }
+        None => None,
+    };
+    let share_id = random_id()?;
+    let manifest = ShareManifest { files: list, password };
+    std::fs::create_dir_all(dir.join("shares"))?;
+    store.write_atomic(&share_path(dir, &share_id), manifest.encode().as_bytes())?;
+    Ok(share_id)
+}
+
+/// A signed download URL for `share`, valid until `expires` (Unix seconds).
+pub fn share_url(base: &str, secret: &[u8], share: &UploadId, expires: u64) -> String {
+    format!(
+        "{}/shares/{}?{}",
+        base.trim_end_matches('/'),
+        share.as_str(),
+        share::link_query(secret, share.as_str(), expires)
+    )
+}
+
+fn basic_password(h: &HeaderMap) -> Option<Vec<u8>> {
+    let v = h.unique_str("Authorization").ok().flatten()?;
+    let b64 = v.strip_prefix("Basic ")?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let colon = raw.iter().position(|&b| b == b':')?;
+    raw.get(colon + 1..).map(<[u8]>::to_vec)
+}
+
+async fn handle_download(
+    State(st): State<Arc<AppState>>,
+    UrlPath(share_str): UrlPath<String>,
+    req: Request,
+) -> axum::response::Response {
+    let (parts, _) = req.into_parts();
+    match download(&st, &share_str, &parts).await {
+        Ok(r) => r,
+        Err(e) => {
+            let mut r = plain(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN));
+            if matches!(e, Error::WrongPassword) {
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"share\""));
+            }
+            r
+        }
+    }
+}
+
+async fn download(
+    st: &Arc<AppState>,
+    share_str: &str,
+    req: &axum::http::request::Parts,
+) -> Result<axum::response::Response, Error> {
+    if st.secret.is_empty() {
+        return Err(Error::UploadNotFound);
+    }
+    let q = req.uri.query().unwrap_or("");
+    let exp = query_param(q, "exp")
+        .and_then(|e| headers::parse_u64("exp", e.as_bytes()).ok())
+        .ok_or(Error::LinkTampered)?;
+    let sig = query_param(q, "sig").ok_or(Error::LinkTampered)?;
+    share::verify_link(&st.secret, share_str, exp, sig, SystemTime::now())?;
+    // The signature covers the id, so it is one we issued; validate anyway.
+    let share_id = UploadId::new(share_str)?;
+    let text = tokio::fs::read_to_string(share_path(st.store.dir(), &share_id))
+        .await
+        .map_err(|_| Error::UploadNotFound)?;
+    let manifest = ShareManifest::decode(&text)?;
+    if let Some(phc) = manifest.password.clone() {
+        let given = basic_password(&req.headers).ok_or(Error::WrongPassword)?;
+        tokio::task::spawn_blocking(move || share::verify_password(&phc, &given))
+            .await
+            .map_err(|_| Error::InvalidState("password task failed"))??;
+    }
+    let mut sizes = Vec::new();
+    {
+        let core = st.core();
+        for (id, _) in &manifest.files {
+            let info = core.info(id).ok_or(Error::UploadNotFound)?;
+            if !info.is_finished() {
+                return Err(Error::UploadNotFound);
+            }
+            sizes.push(info.offset);
+        }
+    }
+    match (manifest.files.as_slice(), sizes.as_slice()) {
+        ([(id, name)], [size]) => single_file(st, id, name, *size, &req.headers),
+        _ => Ok(tar_stream(st, &manifest, &sizes)),
+    }
+}
+
+const READ_CHUNK: usize = 256 * 1024;
+
+fn file_stream(
+    path: PathBuf,
+    start: u64,
+    len: u64,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    futures_util::stream::try_unfold(
+        (None::<tokio::fs::File>, path, start, len),
+        |(file, path, pos, left)| async move {
+            use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+            if left == 0 {
+                return Ok(None);
+            }
+            let mut f = match file {
+                Some(f) => f,
+                None => {
+                    let mut f = tokio::fs::File::open(&path).await?;
+                    f.seek(std::io::SeekFrom::Start(pos)).await?;
+                    f
+                }
+            };
+            let want = usize::try_from(left).unwrap_or(usize::MAX).min(READ_CHUNK);
+            let mut buf = vec![0u8; want];
+            let n = f.read(&mut buf).await?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "upload shrank while serving",
+                ));
+            }
+            buf.truncate(n);
+            Ok(Some((Bytes::from(buf), (Some(f), path, pos + n as u64, left - n as u64))))
+        },
+    )
+}
+
+fn single_file(
+    st: &AppState,
+    id: &UploadId,
+    name: &str,
+    size: u64,
+    h: &HeaderMap,
+) -> Result<axum::response::Response, Error> {
+    let range = match share::parse_range(h.unique("Range").ok().flatten(), size) {
+        Ok(r) => r,
+        Err(e) => {
+            let mut r = plain(StatusCode::RANGE_NOT_SATISFIABLE);
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            let _ = e;
+            return Ok(r);
+        }
+    };
+    let (start, len, status) = match range {
+        Some((s, e)) => (s, e - s + 1, StatusCode::PARTIAL_CONTENT),
+        None => (0, size, StatusCode::OK),
+    };
+    let body = Body::from_stream(file_stream(st.store.data_path(id), start, len));
+    let mut r = (status, body).into_response();
+    let hm = r.headers_mut();
+    hm.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    hm.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    hm.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        hm.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{size}", start + len - 1))
+    {
+        hm.insert(header::CONTENT_RANGE, v);
+    }
+    Ok(r)
+}
+
+fn tar_header(name: &str, size: u64) -> Bytes {
+    let mut hdr = tar::Header::new_ustar();
+    // Names are sanitized to one component; cut to the 100-byte ustar field.
+    let mut cut = name.len().min(100);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let _ = hdr.set_path(name.get(..cut).unwrap_or("file"));
+    hdr.set_size(size);
+    hdr.set_mode(0o644);
+    hdr.set_mtime(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+    hdr.set_entry_type(tar::EntryType::Regular);
+    hdr.set_cksum();
+    Bytes::copy_from_slice(hdr.as_bytes())
+}
+
+fn pad512(size: u64) -> u64 {
+    (512 - size % 512) % 512
+}
+
+fn tar_stream(st: &AppState, manifest: &ShareManifest, sizes: &[u64]) -> axum::response::Response {
+    let mut total: u64 = 1024;
+    let mut parts = Vec::new();
+    for ((id, name), &size) in manifest.files.iter().zip(sizes) {
+        total += 512 + size + pad512(size);
+        let header = futures_util::stream::iter([Ok(tar_header(name, size))]);
+        let data = file_stream(st.store.data_path(id), 0, size);
+        let pad = usize::try_from(pad512(size)).unwrap_or(0);
+        let padding = futures_util::stream::iter([Ok(Bytes::from(vec![0u8; pad]))]);
+        parts.push(header.chain(data).chain(padding).boxed());
+    }
+    let end = futures_util::stream::iter([Ok(Bytes::from(vec![0u8; 1024]))]).boxed();
+    parts.push(end);
+    let stream = futures_util::stream::iter(parts).flatten();
+    let mut r = (StatusCode::OK, Body::from_stream(stream)).into_response();
+    let hm = r.headers_mut();
+    hm.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    hm.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+    hm.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"share.tar\""));
+    r
+}

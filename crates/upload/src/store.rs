@@ -1,0 +1,423 @@
+//! Storage: a positional, synchronous trait with file and memory backends.
+//!
+//! # Durability (fsync policy)
+//!
+//! [`FileStore`] writes PATCH bodies straight to `<id>.bin` through a small
+//! buffer. The offset the server reports lives only in `<id>.info`, and the
+//! server advances it only after [`StoreWriter::sync`] (`fdatasync`) of the data
+//! returned, followed by an atomic write-then-rename of the info file and an
+//! fsync of the directory. So a reported offset never runs ahead of durable
+//! bytes. Bytes past the recorded offset (from a crash mid-PATCH) are cut off
+//! when the upload is opened again.
+
+use std::collections::HashMap;
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::Error;
+use crate::headers::{Concat, Metadata, MetadataLimits};
+use crate::id::UploadId;
+use crate::merkle::PiecesRoot;
+
+/// What the server remembers about an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadInfo {
+    /// Total length, `None` while deferred.
+    pub length: Option<u64>,
+    /// Durable offset.
+    pub offset: u64,
+    /// Client metadata.
+    pub metadata: Metadata,
+    /// Concatenation role.
+    pub concat: Option<Concat>,
+    /// Creation time.
+    pub created: SystemTime,
+    /// When an unfinished upload expires.
+    pub expires: Option<SystemTime>,
+    /// BEP 52 root once finished (and non-empty).
+    pub root: Option<PiecesRoot>,
+}
+
+impl UploadInfo {
+    /// True once every byte has arrived.
+    pub fn is_finished(&self) -> bool {
+        self.length == Some(self.offset)
+    }
+
+    /// Serializes to the line format stored in `<id>.info`.
+    pub fn encode(&self) -> String {
+        let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut s = String::from("piecework-upload 1\n");
+        if let Some(l) = self.length {
+            s.push_str(&format!("length {l}\n"));
+        }
+        s.push_str(&format!("offset {}\n", self.offset));
+        s.push_str(&format!("created {}\n", secs(self.created)));
+        if let Some(e) = self.expires {
+            s.push_str(&format!("expires {}\n", secs(e)));
+        }
+        if !self.metadata.is_empty() {
+            s.push_str(&format!("metadata {}\n", self.metadata.encode()));
+        }
+        if let Some(c) = &self.concat {
+            s.push_str(&format!("concat {}\n", c.encode("/")));
+        }
+        if let Some(r) = self.root {
+            s.push_str(&format!("root {}\n", r.to_hex()));
+        }
+        s
+    }
+
+    /// Parses [`UploadInfo::encode`] output.
+    pub fn decode(text: &str) -> Result<Self, Error> {
+        let bad = Error::CorruptRecord { what: "info" };
+        let mut lines = text.lines();
+        if lines.next() != Some("piecework-upload 1") {
+            return Err(bad);
+        }
+        let num = |v: &str| v.parse::<u64>().map_err(|_| Error::CorruptRecord { what: "info" });
+        let mut info = UploadInfo {
+            length: None,
+            offset: 0,
+            metadata: Metadata::new(),
+            concat: None,
+            created: UNIX_EPOCH,
+            expires: None,
+            root: None,
+        };
+        for line in lines {
+            let (k, v) = line.split_once(' ').ok_or(Error::CorruptRecord { what: "info" })?;
+            match k {
+                "length" => info.length = Some(num(v)?),
+                "offset" => info.offset = num(v)?,
+                "created" => info.created = UNIX_EPOCH + Duration::from_secs(num(v)?),
+                "expires" => info.expires = Some(UNIX_EPOCH + Duration::from_secs(num(v)?)),
+                "metadata" => {
+                    let limits = MetadataLimits { max_len: usize::MAX, max_pairs: usize::MAX };
+                    info.metadata = Metadata::parse(v.as_bytes(), limits)?;
+                }
+                "concat" => info.concat = Some(Concat::parse(v.as_bytes(), usize::MAX)?),
+                "root" => info.root = Some(PiecesRoot(parse_hex32(v).ok_or(bad_info())?)),
+                _ => return Err(bad_info()),
+            }
+        }
+        if info.length.is_some_and(|l| info.offset > l) {
+            return Err(bad_info());
+        }
+        Ok(info)
+    }
+}
+
+fn bad_info() -> Error {
+    Error::CorruptRecord { what: "info" }
+}
+
+fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        let hi = (pair.first()?.to_ascii_lowercase() as char).to_digit(16)?;
+        let lo = (pair.get(1)?.to_ascii_lowercase() as char).to_digit(16)?;
+        *o = u8::try_from(hi * 16 + lo).ok()?;
+    }
+    Some(out)
+}
+
+/// An open, positioned writer for one upload's data.
+pub trait StoreWriter: Send {
+    /// Appends bytes at the current position.
+    fn write_all(&mut self, data: &[u8]) -> Result<(), Error>;
+    /// Makes everything written so far durable.
+    fn sync(&mut self) -> Result<(), Error>;
+}
+
+/// Positional, synchronous upload storage.
+pub trait Store: Send {
+    /// Writer type.
+    type Writer: StoreWriter + 'static;
+    /// Creates empty data and persists `info`.
+    fn create(&mut self, id: &UploadId, info: &UploadInfo) -> Result<(), Error>;
+    /// Persists `info` atomically.
+    fn save_info(&mut self, id: &UploadId, info: &UploadInfo) -> Result<(), Error>;
+    /// All stored uploads, data cut back to each recorded offset.
+    fn list(&mut self) -> Result<Vec<(UploadId, UploadInfo)>, Error>;
+    /// A writer positioned at `offset`; bytes beyond it are discarded.
+    fn writer(&mut self, id: &UploadId, offset: u64) -> Result<Self::Writer, Error>;
+    /// Reads at `offset` into `buf`; returns bytes read (0 at end).
+    fn read_at(&self, id: &UploadId, offset: u64, buf: &mut [u8]) -> Result<usize, Error>;
+    /// Cuts data back to `len`.
+    fn truncate(&mut self, id: &UploadId, len: u64) -> Result<(), Error>;
+    /// Deletes data and info.
+    fn remove(&mut self, id: &UploadId) -> Result<(), Error>;
+}
+
+type SharedBytes = Arc<Mutex<Vec<u8>>>;
+
+/// In-memory store for tests and fuzzing.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStore {
+    uploads: HashMap<UploadId, (UploadInfo, SharedBytes)>,
+}
+
+impl MemoryStore {
+    /// Empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A copy of the stored bytes of `id`.
+    pub fn data(&self, id: &UploadId) -> Option<Vec<u8>> {
+        let (_, d) = self.uploads.get(id)?;
+        d.lock().ok().map(|v| v.clone())
+    }
+}
+
+/// Writer of [`MemoryStore`].
+#[derive(Debug)]
+pub struct MemoryWriter(Arc<Mutex<Vec<u8>>>);
+
+fn poisoned() -> Error {
+    Error::Io(std::io::Error::other("store lock poisoned"))
+}
+
+impl StoreWriter for MemoryWriter {
+    fn write_all(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.0.lock().map_err(|_| poisoned())?.extend_from_slice(data);
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl Store for MemoryStore {
+    type Writer = MemoryWriter;
+    fn create(&mut self, id: &UploadId, info: &UploadInfo) -> Result<(), Error> {
+        self.uploads.insert(id.clone(), (info.clone(), Arc::default()));
+        Ok(())
+    }
+    fn save_info(&mut self, id: &UploadId, info: &UploadInfo) -> Result<(), Error> {
+        let (i, _) = self.uploads.get_mut(id).ok_or(Error::UploadNotFound)?;
+        *i = info.clone();
+        Ok(())
+    }
+    fn list(&mut self) -> Result<Vec<(UploadId, UploadInfo)>, Error> {
+        let mut out = Vec::new();
+        for (id, (info, data)) in &self.uploads {
+            let mut d = data.lock().map_err(|_| poisoned())?;
+            d.truncate(usize::try_from(info.offset).unwrap_or(usize::MAX));
+            out.push((id.clone(), info.clone()));
+        }
+        Ok(out)
+    }
+    fn writer(&mut self, id: &UploadId, offset: u64) -> Result<MemoryWriter, Error> {
+        let (_, d) = self.uploads.get(id).ok_or(Error::UploadNotFound)?;
+        d.lock().map_err(|_| poisoned())?.truncate(usize::try_from(offset).unwrap_or(usize::MAX));
+        Ok(MemoryWriter(d.clone()))
+    }
+    fn read_at(&self, id: &UploadId, offset: u64, buf: &mut [u8]) -> Result<usize, Error> {
+        let (_, d) = self.uploads.get(id).ok_or(Error::UploadNotFound)?;
+        let d = d.lock().map_err(|_| poisoned())?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(d.len());
+        let src = d.get(start..).unwrap_or(&[]);
+        let n = src.len().min(buf.len());
+        buf[..n].copy_from_slice(&src[..n]);
+        Ok(n)
+    }
+    fn truncate(&mut self, id: &UploadId, len: u64) -> Result<(), Error> {
+        let (_, d) = self.uploads.get(id).ok_or(Error::UploadNotFound)?;
+        d.lock().map_err(|_| poisoned())?.truncate(usize::try_from(len).unwrap_or(usize::MAX));
+        Ok(())
+    }
+    fn remove(&mut self, id: &UploadId) -> Result<(), Error> {
+        self.uploads.remove(id);
+        Ok(())
+    }
+}
+
+/// Files under one directory: `<id>.bin` (data) and `<id>.info` (state).
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+/// Buffer between the network and `write(2)`; bounds memory per PATCH.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+impl FileStore {
+    /// Opens (creating if needed) a store in `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, Error> {
+        std::fs::create_dir_all(dir.as_ref())?;
+        Ok(Self { dir: dir.as_ref().to_owned() })
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of an upload's data file (ids are validated, so it stays inside).
+    pub fn data_path(&self, id: &UploadId) -> PathBuf {
+        self.dir.join(format!("{}.bin", id.as_str()))
+    }
+
+    fn info_path(&self, id: &UploadId) -> PathBuf {
+        self.dir.join(format!("{}.info", id.as_str()))
+    }
+
+    /// Writes `text` to `path` atomically and durably.
+    pub fn write_atomic(&self, path: &Path, text: &[u8]) -> Result<(), Error> {
+        let tmp = path.with_extension("tmp");
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(text)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable.
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        Ok(())
+    }
+}
+
+/// Writer of [`FileStore`].
+#[derive(Debug)]
+pub struct FileWriter(std::io::BufWriter<std::fs::File>);
+
+impl StoreWriter for FileWriter {
+    fn write_all(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.0.write_all(data)?;
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<(), Error> {
+        self.0.flush()?;
+        self.0.get_ref().sync_data()?;
+        Ok(())
+    }
+}
+
+impl Store for FileStore {
+    type Writer = FileWriter;
+    fn create(&mut self, id: &UploadId, info: &UploadInfo) -> Result<(), Error> {
+        std::fs::File::create(self.data_path(id))?;
+        self.save_info(id, info)
+    }
+    fn save_info(&mut self, id: &UploadId, info: &UploadInfo) -> Result<(), Error> {
+        self.write_atomic(&self.info_path(id), info.encode().as_bytes())
+    }
+    fn list(&mut self) -> Result<Vec<(UploadId, UploadInfo)>, Error> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".info")) else {
+                continue;
+            };
+            let Ok(id) = UploadId::new(stem) else {
+                continue;
+            };
+            let text = std::fs::read_to_string(entry.path())?;
+            let mut info = UploadInfo::decode(&text)?;
+            let data = std::fs::OpenOptions::new().write(true).open(self.data_path(&id))?;
+            let len = data.metadata()?.len();
+            if len > info.offset {
+                // Unacknowledged tail from a crash mid-PATCH.
+                data.set_len(info.offset)?;
+                data.sync_all()?;
+            } else if len < info.offset {
+                // Data lost (e.g. OS crash despite fsync): trust the bytes.
+                info.offset = len;
+                info.root = None;
+            }
+            out.push((id, info));
+        }
+        Ok(out)
+    }
+    fn writer(&mut self, id: &UploadId, offset: u64) -> Result<FileWriter, Error> {
+        let mut f =
+            std::fs::OpenOptions::new().write(true).open(self.data_path(id)).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Error::UploadNotFound,
+                _ => Error::Io(e),
+            })?;
+        f.set_len(offset)?;
+        f.seek(SeekFrom::Start(offset))?;
+        Ok(FileWriter(std::io::BufWriter::with_capacity(WRITE_BUFFER, f)))
+    }
+    fn read_at(&self, id: &UploadId, offset: u64, buf: &mut [u8]) -> Result<usize, Error> {
+        let mut f = std::fs::File::open(self.data_path(id))?;
+        f.seek(SeekFrom::Start(offset))?;
+        Ok(f.read(buf)?)
+    }
+    fn truncate(&mut self, id: &UploadId, len: u64) -> Result<(), Error> {
+        let f = std::fs::OpenOptions::new().write(true).open(self.data_path(id))?;
+        f.set_len(len)?;
+        f.sync_all()?;
+        Ok(())
+    }
+    fn remove(&mut self, id: &UploadId) -> Result<(), Error> {
+        for p in [self.info_path(id), self.data_path(id)] {
+            match std::fs::remove_file(p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> UploadInfo {
+        let mut metadata = Metadata::new();
+        metadata.insert("filename", b"a b.txt").unwrap();
+        UploadInfo {
+            length: Some(10),
+            offset: 4,
+            metadata,
+            concat: Some(Concat::Partial),
+            created: UNIX_EPOCH + Duration::from_secs(5),
+            expires: Some(UNIX_EPOCH + Duration::from_secs(50)),
+            root: Some(PiecesRoot([9; 32])),
+        }
+    }
+
+    #[test]
+    fn info_roundtrip() {
+        let i = info();
+        assert_eq!(UploadInfo::decode(&i.encode()).unwrap(), i);
+        assert!(UploadInfo::decode("garbage").is_err());
+        assert!(UploadInfo::decode("piecework-upload 1\nlength 3\noffset 4\n").is_err());
+    }
+
+    #[test]
+    fn file_store_cuts_unacknowledged_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path()).unwrap();
+        let id = UploadId::new("abc").unwrap();
+        let mut i = info();
+        i.offset = 0;
+        s.create(&id, &i).unwrap();
+        let mut w = s.writer(&id, 0).unwrap();
+        w.write_all(b"hello world").unwrap();
+        w.sync().unwrap();
+        i.offset = 5;
+        s.save_info(&id, &i).unwrap();
+        drop(w);
+        let mut s2 = FileStore::open(dir.path()).unwrap();
+        let list = s2.list().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].1.offset, 5);
+        let mut buf = [0u8; 64];
+        assert_eq!(s2.read_at(&id, 0, &mut buf).unwrap(), 5);
+        assert_eq!(&buf[..5], b"hello");
+        s2.remove(&id).unwrap();
+        assert!(s2.list().unwrap().is_empty());
+    }
+}
