@@ -50,6 +50,9 @@ enum Message<'a> {
 fuzz_target!(|data: &[u8]| {
     for opts in [DecodeOptions::new(), DecodeOptions::lenient()] {
         if let Ok(t) = piecework_bencode::from_bytes_with::<Torrent<'_>>(data, &opts) {
+            if let Some(a) = t.announce {
+                assert!(data.as_ptr_range().contains(&a.as_ptr()) || a.is_empty(), "borrowed, not copied");
+            }
             let raw = t.info.as_bytes();
             let start = raw.as_ptr() as usize - data.as_ptr() as usize;
             assert_eq!(&data[start..start + raw.len()], raw);

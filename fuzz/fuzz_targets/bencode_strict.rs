@@ -7,7 +7,7 @@ use piecework_bencode::{DecodeOptions, Value};
 
 fuzz_target!(|data: &[u8]| {
     let decoded = piecework_bencode::decode(data);
-    assert_eq!(decoded.as_ref().err(), piecework_bencode::validate(data).err());
+    assert_eq!(decoded.as_ref().err(), piecework_bencode::validate(data).err().as_ref());
     let serde = piecework_bencode::from_bytes::<serde::de::IgnoredAny>(data).map(|_| ());
     assert_eq!(decoded.as_ref().err(), serde.err().as_ref());
     match decoded {
