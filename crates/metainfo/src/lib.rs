@@ -12,8 +12,11 @@
 //! - **Shared vocabulary** for the other crates: [`InfoHashV1`], [`InfoHashV2`],
 //!   [`InfoHashes`], [`PieceIndex`], [`Geometry`], [`Bitfield`] and the v2 [`merkle`] helpers.
 //! - **Magnet links** ([`Magnet`], [BEP 9], [BEP 53]).
+//! - **Creates** torrents (`create`, feature `create`), hashing on all cores with bounded
+//!   memory.
 //!
-//! What it does not do: network or disk I/O.
+//! What it does not do: network I/O, or disk I/O outside the `create` module (which reads
+//! the files it is asked to hash).
 //!
 //! Every bound on untrusted input is a field of [`Limits`] with a safe default.
 //!
@@ -33,7 +36,8 @@
 //! # Ok::<(), piecework_metainfo::Error>(())
 //! ```
 //!
-//! This crate has no feature flags.
+//! ## Feature flags
+//! - `create` (default): [`TorrentBuilder`] and the `create` module, which read files from disk.
 //!
 //! [BEP 3]: https://www.bittorrent.org/beps/bep_0003.html
 //! [BEP 9]: https://www.bittorrent.org/beps/bep_0009.html
@@ -49,6 +53,8 @@
 #![deny(missing_docs)]
 
 mod bitfield;
+#[cfg(feature = "create")]
+pub mod create;
 mod error;
 mod hash;
 mod limits;
@@ -59,6 +65,8 @@ mod piece;
 mod torrent;
 
 pub use bitfield::Bitfield;
+#[cfg(feature = "create")]
+pub use create::{FileOrder, InputFile, TorrentBuilder};
 pub use error::Error;
 pub use hash::{InfoHashV1, InfoHashV2, InfoHashes, to_hex};
 pub use limits::{Limits, MAX_FILE_BLOCKS, MAX_PIECE_LENGTH};

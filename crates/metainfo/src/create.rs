@@ -1,0 +1,819 @@
+//! Creating torrents: v1, v2 or hybrid, from a file, a directory or any readers.
+//!
+//! Hashing is streamed with bounded memory: the calling thread reads one piece at a time into a
+//! small pool of buffers and worker threads (one per core) hash them. A hybrid's SHA-1 and
+//! SHA-256 hashes come from the same read of the data.
+//!
+//! This module reads files (`std::fs`), so it sits behind the `create` feature (on by default);
+//! the rest of the crate does no I/O.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use piecework_bencode::Encoder;
+use sha1::{Digest as _, Sha1};
+
+use crate::merkle::{self, MerkleHash};
+use crate::piece::BLOCK_SIZE;
+use crate::{Error, FileAttributes, Version};
+
+/// Most memory the read buffers may take together (the pool shrinks for big pieces).
+const BUFFER_BUDGET: u64 = 32 << 20;
+
+/// How files found in a directory are ordered.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum FileOrder {
+    /// Sorted by path, byte-wise per component (the v2 file tree's order). Reproducible.
+    #[default]
+    Sorted,
+    /// The order the directory listing returns (what libtorrent and mktorrent do for v1);
+    /// v2 and hybrid torrents are always sorted.
+    AsListed,
+}
+
+/// Where a file's bytes come from.
+enum Source {
+    Path(PathBuf),
+    Reader(Box<dyn Read + Send>),
+}
+
+/// One file to put in a torrent.
+pub struct InputFile {
+    path: Vec<String>,
+    length: u64,
+    attributes: FileAttributes,
+    symlink_target: Option<Vec<String>>,
+    source: Source,
+}
+
+impl core::fmt::Debug for InputFile {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("InputFile").field("path", &self.path).field("length", &self.length).finish()
+    }
+}
+
+impl InputFile {
+    /// A file whose `length` bytes `reader` yields. `path` is relative to the torrent's root.
+    pub fn from_reader(path: Vec<String>, length: u64, reader: impl Read + Send + 'static) -> Self {
+        Self {
+            path,
+            length,
+            attributes: FileAttributes::default(),
+            symlink_target: None,
+            source: Source::Reader(Box::new(reader)),
+        }
+    }
+    /// A file on disk, opened when hashing reaches it.
+    pub fn from_path(path: Vec<String>, length: u64, disk_path: PathBuf) -> Self {
+        Self {
+            path,
+            length,
+            attributes: FileAttributes::default(),
+            symlink_target: None,
+            source: Source::Path(disk_path),
+        }
+    }
+    /// A symbolic link to `target` (relative to the torrent's root); it has no data.
+    pub fn symlink(path: Vec<String>, target: Vec<String>) -> Self {
+        Self {
+            path,
+            length: 0,
+            attributes: FileAttributes { symlink: true, ..FileAttributes::default() },
+            symlink_target: Some(target),
+            source: Source::Reader(Box::new(io::empty())),
+        }
+    }
+    /// Marks the file executable (`x`).
+    pub fn executable(mut self, on: bool) -> Self {
+        self.attributes.executable = on;
+        self
+    }
+    /// Marks the file hidden (`h`).
+    pub fn hidden(mut self, on: bool) -> Self {
+        self.attributes.hidden = on;
+        self
+    }
+}
+
+/// Progress of hashing: bytes done and bytes in total.
+pub type Progress<'p> = &'p mut dyn FnMut(u64, u64);
+
+/// Builds a torrent. Set options, then call [`TorrentBuilder::build_path`] or
+/// [`TorrentBuilder::build_files`].
+///
+/// ```no_run
+/// use piecework_metainfo::{TorrentBuilder, Version};
+/// let bytes = TorrentBuilder::new(Version::Hybrid)
+///     .tracker("http://tracker.example/announce")
+///     .creation_date(None)
+///     .build_path("some/dir".as_ref(), &mut |done, total| eprintln!("{done}/{total}"))?;
+/// # Ok::<(), piecework_metainfo::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct TorrentBuilder {
+    version: Version,
+    piece_length: Option<u64>,
+    trackers: Vec<Vec<String>>,
+    web_seeds: Vec<String>,
+    private: bool,
+    comment: Option<String>,
+    created_by: Option<String>,
+    creation_date: Option<i64>,
+    threads: usize,
+    order: FileOrder,
+    follow_symlinks: bool,
+    name: Option<String>,
+}
+
+impl TorrentBuilder {
+    /// A builder for the given format, with an automatic piece length, no trackers, the
+    /// current time as creation date and one hashing thread per core.
+    pub fn new(version: Version) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .ok();
+        Self {
+            version,
+            piece_length: None,
+            trackers: Vec::new(),
+            web_seeds: Vec::new(),
+            private: false,
+            comment: None,
+            created_by: Some(concat!("piecework ", env!("CARGO_PKG_VERSION")).to_owned()),
+            creation_date: now,
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            order: FileOrder::Sorted,
+            follow_symlinks: true,
+            name: None,
+        }
+    }
+    /// A fixed piece length (a power of two of at least 16 KiB); `None` picks one.
+    pub fn piece_length(mut self, len: Option<u64>) -> Self {
+        self.piece_length = len;
+        self
+    }
+    /// Adds a tracker in a tier of its own (BEP 12).
+    pub fn tracker(mut self, url: impl Into<String>) -> Self {
+        self.trackers.push(vec![url.into()]);
+        self
+    }
+    /// Adds a tier of trackers.
+    pub fn tracker_tier(mut self, urls: Vec<String>) -> Self {
+        self.trackers.push(urls);
+        self
+    }
+    /// Adds a web seed (BEP 19 `url-list`).
+    pub fn web_seed(mut self, url: impl Into<String>) -> Self {
+        self.web_seeds.push(url.into());
+        self
+    }
+    /// Sets the private flag (BEP 27).
+    pub fn private(mut self, on: bool) -> Self {
+        self.private = on;
+        self
+    }
+    /// Sets `comment`.
+    pub fn comment(mut self, text: impl Into<String>) -> Self {
+        self.comment = Some(text.into());
+        self
+    }
+    /// Sets `created by` (`None` leaves it out).
+    pub fn created_by(mut self, text: Option<String>) -> Self {
+        self.created_by = text;
+        self
+    }
+    /// Sets `creation date`; `None` leaves it out, for reproducible output.
+    pub fn creation_date(mut self, secs: Option<i64>) -> Self {
+        self.creation_date = secs;
+        self
+    }
+    /// Hashing threads (at least 1).
+    pub fn threads(mut self, n: usize) -> Self {
+        self.threads = n.max(1);
+        self
+    }
+    /// Order of files found in a directory (v1 only; v2 and hybrid are always sorted).
+    pub fn file_order(mut self, order: FileOrder) -> Self {
+        self.order = order;
+        self
+    }
+    /// Whether symlinks in a directory are followed (default) or stored as BEP 47 links.
+    pub fn follow_symlinks(mut self, on: bool) -> Self {
+        self.follow_symlinks = on;
+        self
+    }
+    /// Overrides the torrent's name (default: the file or directory name).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Makes a torrent of a file (single-file torrent) or a directory (multi-file, named after
+    /// it). Returns the bencoded .torrent.
+    pub fn build_path(&self, path: &Path, progress: Progress<'_>) -> Result<Vec<u8>, Error> {
+        let io_err = |p: &Path, e| Error::Io { path: p.display().to_string(), source: e };
+        let meta = fs::metadata(path).map_err(|e| io_err(path, e))?;
+        let name = match &self.name {
+            Some(n) => n.clone(),
+            None => path
+                .canonicalize()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .ok_or_else(|| Error::InvalidOption {
+                    reason: format!("{} has no file name", path.display()),
+                })?,
+        };
+        if meta.is_file() {
+            let f = InputFile::from_path(vec![name.clone()], meta.len(), path.to_path_buf())
+                .executable(is_executable(&meta));
+            return self.build(&name, vec![f], false, progress);
+        }
+        let mut files = Vec::new();
+        self.walk(path, &mut Vec::new(), &mut files)?;
+        self.build(&name, files, true, progress)
+    }
+
+    fn walk(&self, dir: &Path, rel: &mut Vec<String>, out: &mut Vec<InputFile>) -> Result<(), Error> {
+        let io_err = |p: &Path, e| Error::Io { path: p.display().to_string(), source: e };
+        let mut entries: Vec<fs::DirEntry> = fs::read_dir(dir)
+            .map_err(|e| io_err(dir, e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| io_err(dir, e))?;
+        if self.order == FileOrder::Sorted || self.version != Version::V1 {
+            entries.sort_by_key(|e| e.file_name());
+        }
+        for e in entries {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let lmeta = fs::symlink_metadata(&p).map_err(|er| io_err(&p, er))?;
+            rel.push(name);
+            if lmeta.file_type().is_symlink() && !self.follow_symlinks {
+                let target = fs::read_link(&p).map_err(|er| io_err(&p, er))?;
+                let t = target.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+                out.push(InputFile::symlink(rel.clone(), t));
+            } else {
+                let meta = fs::metadata(&p).map_err(|er| io_err(&p, er))?;
+                if meta.is_dir() {
+                    if rel.len() > 100 {
+                        return Err(Error::InvalidOption {
+                            reason: format!("{} is nested too deep", p.display()),
+                        });
+                    }
+                    self.walk(&p, rel, out)?;
+                } else if meta.is_file() {
+                    out.push(
+                        InputFile::from_path(rel.clone(), meta.len(), p).executable(is_executable(&meta)),
+                    );
+                }
+            }
+            rel.pop();
+        }
+        Ok(())
+    }
+
+    /// Makes a multi-file torrent named `name` from the given files (in the order given for
+    /// v1; sorted for v2 and hybrid).
+    pub fn build_files(
+        &self,
+        name: &str,
+        files: Vec<InputFile>,
+        progress: Progress<'_>,
+    ) -> Result<Vec<u8>, Error> {
+        self.build(name, files, true, progress)
+    }
+
+    fn build(
+        &self,
+        name: &str,
+        mut files: Vec<InputFile>,
+        multi: bool,
+        progress: Progress<'_>,
+    ) -> Result<Vec<u8>, Error> {
+        if files.is_empty() {
+            return Err(Error::InvalidOption { reason: "no files to add".to_owned() });
+        }
+        for f in &files {
+            if f.path.is_empty()
+                || f.path.iter().any(|c| c.is_empty() || c == "." || c == ".." || c.contains(['/', '\\']))
+            {
+                return Err(Error::InvalidOption { reason: format!("bad path {:?}", f.path) });
+            }
+        }
+        if self.version != Version::V1 {
+            files.sort_by(|a, b| a.path.cmp(&b.path));
+            if files.windows(2).any(|w| w[0].path == w[1].path) {
+                return Err(Error::InvalidOption { reason: "two files have the same path".to_owned() });
+            }
+        }
+        let total: u64 = files.iter().map(|f| f.length).sum();
+        if total == 0 {
+            return Err(Error::InvalidOption { reason: "all files are empty".to_owned() });
+        }
+        let piece_length = match self.piece_length {
+            Some(p) if p >= u64::from(BLOCK_SIZE) && p.is_power_of_two() && p <= crate::MAX_PIECE_LENGTH => p,
+            Some(p) => {
+                return Err(Error::InvalidOption {
+                    reason: format!("piece length {p} is not a power of two between 16 KiB and 512 MiB"),
+                });
+            }
+            None => auto_piece_length(total),
+        };
+        let hashed =
+            hash_files(self.version, &mut files, piece_length, total, self.threads, multi, progress)?;
+        self.encode(name, &files, multi, piece_length, &hashed)
+    }
+
+    fn encode(
+        &self,
+        name: &str,
+        files: &[InputFile],
+        multi: bool,
+        pl: u64,
+        h: &Hashed,
+    ) -> Result<Vec<u8>, Error> {
+        let v1 = self.version != Version::V2;
+        let v2 = self.version != Version::V1;
+        let mut info = Encoder::new(Vec::new());
+        info.begin_dict()?;
+        let single_attr = files[0].attributes.to_attr_string();
+        if v1 && !multi && !single_attr.is_empty() {
+            // A single file's attributes sit in the info dictionary (as libtorrent writes them).
+            info.key(b"attr")?;
+            info.str(&single_attr)?;
+        }
+        if v2 {
+            info.key(b"file tree")?;
+            // Build the nested tree: BTreeMap keeps each level sorted.
+            let mut tree = Tree::default();
+            for (i, f) in files.iter().enumerate() {
+                tree.insert(&f.path, i);
+            }
+            if multi {
+                encode_tree(&mut info, &tree, files, h)?;
+            } else {
+                let mut t = Tree::default();
+                t.insert(&[name.to_owned()], 0);
+                encode_tree(&mut info, &t, files, h)?;
+            }
+        }
+        if v1 && multi {
+            info.key(b"files")?;
+            info.begin_list()?;
+            for f in files {
+                encode_v1_file(&mut info, f)?;
+                if v2 {
+                    let rem = f.length % pl;
+                    // Hybrid: every non-aligned file, the last one included, is padded (libtorrent 2.0).
+                    if rem != 0 {
+                        let pad = pl - rem;
+                        info.begin_dict()?;
+                        info.key(b"attr")?;
+                        info.bytes(b"p")?;
+                        info.key(b"length")?;
+                        info.int(pad as i64)?;
+                        info.key(b"path")?;
+                        info.begin_list()?;
+                        info.bytes(b".pad")?;
+                        info.bytes(pad.to_string().as_bytes())?;
+                        info.end()?;
+                        info.end()?;
+                    }
+                }
+            }
+            info.end()?;
+        }
+        if v1 && !multi {
+            let f = &files[0];
+            info.key(b"length")?;
+            info.int(f.length as i64)?;
+        }
+        if v2 {
+            info.key(b"meta version")?;
+            info.int(2)?;
+        }
+        info.key(b"name")?;
+        info.str(name)?;
+        info.key(b"piece length")?;
+        info.int(pl as i64)?;
+        if v1 {
+            info.key(b"pieces")?;
+            info.bytes(&h.pieces)?;
+        }
+        if self.private {
+            info.key(b"private")?;
+            info.int(1)?;
+        }
+        info.end()?;
+        let info = info.finish()?;
+
+        let mut out = Encoder::new(Vec::with_capacity(info.len() + 1024));
+        out.begin_dict()?;
+        let flat: Vec<&String> = self.trackers.iter().flatten().collect();
+        if let Some(first) = flat.first() {
+            out.key(b"announce")?;
+            out.str(first)?;
+        }
+        if flat.len() > 1 {
+            out.key(b"announce-list")?;
+            out.begin_list()?;
+            for tier in self.trackers.iter().filter(|t| !t.is_empty()) {
+                out.begin_list()?;
+                for u in tier {
+                    out.str(u)?;
+                }
+                out.end()?;
+            }
+            out.end()?;
+        }
+        if let Some(c) = &self.comment {
+            out.key(b"comment")?;
+            out.str(c)?;
+        }
+        if let Some(c) = &self.created_by {
+            out.key(b"created by")?;
+            out.str(c)?;
+        }
+        if let Some(d) = self.creation_date {
+            out.key(b"creation date")?;
+            out.int(d)?;
+        }
+        out.key(b"info")?;
+        out.raw(&info)?;
+        if v2 {
+            let mut layers: Vec<(&MerkleHash, &Vec<MerkleHash>)> = files
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| f.length > pl)
+                .filter_map(|(i, _)| h.roots[i].as_ref().map(|r| (r, &h.layers[i])))
+                .collect();
+            layers.sort_by_key(|(r, _)| **r);
+            layers.dedup_by(|a, b| a.0 == b.0);
+            if !layers.is_empty() {
+                out.key(b"piece layers")?;
+                out.begin_dict()?;
+                for (r, l) in layers {
+                    out.key(r)?;
+                    let flat: Vec<u8> = l.iter().flatten().copied().collect();
+                    out.bytes(&flat)?;
+                }
+                out.end()?;
+            }
+        }
+        if !self.web_seeds.is_empty() {
+            out.key(b"url-list")?;
+            if self.web_seeds.len() == 1 {
+                out.str(&self.web_seeds[0])?;
+            } else {
+                out.begin_list()?;
+                for w in &self.web_seeds {
+                    out.str(w)?;
+                }
+                out.end()?;
+            }
+        }
+        out.end()?;
+        Ok(out.finish()?)
+    }
+}
+
+fn is_executable(meta: &fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o100 != 0
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        false
+    }
+}
+
+/// libtorrent's rule: the smallest power of two that gives at most about 2,048 pieces,
+/// between 16 KiB and 128 MiB... capped at 16 MiB here to keep buffers small.
+pub fn auto_piece_length(total: u64) -> u64 {
+    let target = total / 2048;
+    let mut p = u64::from(BLOCK_SIZE);
+    while p < target && p < (16 << 20) {
+        p *= 2;
+    }
+    p
+}
+
+#[derive(Default)]
+struct Tree {
+    dirs: BTreeMap<String, Tree>,
+    file: Option<usize>,
+}
+
+impl Tree {
+    fn insert(&mut self, path: &[String], idx: usize) {
+        let mut t = self;
+        for c in path {
+            t = t.dirs.entry(c.clone()).or_default();
+        }
+        t.file = Some(idx);
+    }
+}
+
+fn encode_tree(enc: &mut Encoder<Vec<u8>>, t: &Tree, files: &[InputFile], h: &Hashed) -> Result<(), Error> {
+    enc.begin_dict()?;
+    for (k, sub) in &t.dirs {
+        enc.key(k.as_bytes())?;
+        if let Some(i) = sub.file {
+            let f = &files[i];
+            enc.begin_dict()?;
+            enc.key(b"")?;
+            enc.begin_dict()?;
+            let attr = f.attributes.to_attr_string();
+            if !attr.is_empty() {
+                enc.key(b"attr")?;
+                enc.str(&attr)?;
+            }
+            enc.key(b"length")?;
+            enc.int(f.length as i64)?;
+            if let Some(r) = &h.roots[i] {
+                enc.key(b"pieces root")?;
+                enc.bytes(r)?;
+            }
+            if let Some(t) = &f.symlink_target {
+                enc.key(b"symlink path")?;
+                enc.begin_list()?;
+                for c in t {
+                    enc.str(c)?;
+                }
+                enc.end()?;
+            }
+            enc.end()?;
+            enc.end()?;
+        } else {
+            encode_tree(enc, sub, files, h)?;
+        }
+    }
+    enc.end()?;
+    Ok(())
+}
+
+fn encode_v1_file(enc: &mut Encoder<Vec<u8>>, f: &InputFile) -> Result<(), Error> {
+    enc.begin_dict()?;
+    let attr = f.attributes.to_attr_string();
+    if !attr.is_empty() {
+        enc.key(b"attr")?;
+        enc.str(&attr)?;
+    }
+    enc.key(b"length")?;
+    enc.int(f.length as i64)?;
+    enc.key(b"path")?;
+    enc.begin_list()?;
+    for c in &f.path {
+        enc.str(c)?;
+    }
+    enc.end()?;
+    if let Some(t) = &f.symlink_target {
+        enc.key(b"symlink path")?;
+        enc.begin_list()?;
+        for c in t {
+            enc.str(c)?;
+        }
+        enc.end()?;
+    }
+    enc.end()?;
+    Ok(())
+}
+
+/// What hashing produced.
+struct Hashed {
+    pieces: Vec<u8>,
+    roots: Vec<Option<MerkleHash>>,
+    layers: Vec<Vec<MerkleHash>>,
+}
+
+/// One piece to hash: `buf[..len]` is the v1 piece (pad zeros included for hybrids);
+/// `v2` names the file and how many of the bytes are real file data.
+struct Job {
+    v1_index: Option<usize>,
+    v2: Option<(usize, usize, u64, bool)>, // (file, piece within file, real bytes, whole file in one piece)
+    buf: Vec<u8>,
+    len: usize,
+}
+
+struct Done {
+    v1_index: Option<usize>,
+    sha1: [u8; 20],
+    v2: Option<(usize, usize, MerkleHash)>,
+    buf: Vec<u8>,
+}
+
+fn hash_files(
+    version: Version,
+    files: &mut [InputFile],
+    pl: u64,
+    total: u64,
+    threads: usize,
+    multi: bool,
+    progress: Progress<'_>,
+) -> Result<Hashed, Error> {
+    let v1 = version != Version::V2;
+    let v2 = version != Version::V1;
+    let aligned = v2; // v2 and hybrid: every file starts a piece
+    let plu = usize::try_from(pl)
+        .map_err(|_| Error::InvalidOption { reason: "piece length too large".to_owned() })?;
+
+    let v1_pieces: u64 = if v1 {
+        if aligned { files.iter().map(|f| f.length.div_ceil(pl)).sum() } else { total.div_ceil(pl) }
+    } else {
+        0
+    };
+    let mut pieces = vec![0u8; (v1_pieces as usize) * 20];
+    let mut roots: Vec<Option<MerkleHash>> = vec![None; files.len()];
+    let mut layers: Vec<Vec<MerkleHash>> = files
+        .iter()
+        .map(|f| if v2 { vec![[0u8; 32]; f.length.div_ceil(pl) as usize] } else { Vec::new() })
+        .collect();
+
+    let nbuf = ((BUFFER_BUDGET / pl) as usize).clamp(2, threads * 2 + 2);
+    let (job_tx, job_rx) = mpsc::sync_channel::<Job>(nbuf);
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (done_tx, done_rx) = mpsc::channel::<Done>();
+    let mut free: Vec<Vec<u8>> = (0..nbuf).map(|_| vec![0u8; plu]).collect();
+    let mut in_flight = 0usize;
+    let mut done_bytes = 0u64;
+
+    let result = std::thread::scope(|s| -> Result<(), Error> {
+        for _ in 0..threads {
+            let rx = Arc::clone(&job_rx);
+            let tx = done_tx.clone();
+            s.spawn(move || {
+                loop {
+                    // The lock is held only to take one job.
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    let data = &job.buf[..job.len];
+                    let sha1 = if job.v1_index.is_some() { Sha1::digest(data).into() } else { [0u8; 20] };
+                    let v2 = job.v2.map(|(file, piece, real, whole)| {
+                        let real = &data[..real as usize];
+                        let leaves: Vec<MerkleHash> =
+                            real.chunks(BLOCK_SIZE as usize).map(merkle::leaf_hash).collect();
+                        // A piece-layer hash pads to a full piece; a one-piece file's root pads
+                        // only to a power of two of its own leaves.
+                        let width = if whole { 1 } else { pl / u64::from(BLOCK_SIZE) };
+                        (file, piece, merkle::root_from_nodes(&leaves, 0, width))
+                    });
+                    if tx.send(Done { v1_index: job.v1_index, sha1, v2, buf: job.buf }).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+
+        let collect =
+            |d: Done, pieces: &mut Vec<u8>, layers: &mut Vec<Vec<MerkleHash>>, free: &mut Vec<Vec<u8>>| {
+                if let Some(i) = d.v1_index {
+                    pieces[i * 20..i * 20 + 20].copy_from_slice(&d.sha1);
+                }
+                if let Some((f, p, r)) = d.v2 {
+                    layers[f][p] = r;
+                }
+                free.push(d.buf);
+            };
+
+        let mut v1_index = 0usize;
+        let mut cur: Option<Vec<u8>> = None;
+        let mut cur_len = 0usize;
+        let send = |buf: Vec<u8>,
+                    len: usize,
+                    v1_idx: Option<usize>,
+                    v2: Option<(usize, usize, u64, bool)>,
+                    in_flight: &mut usize|
+         -> Result<(), Error> {
+            job_tx
+                .send(Job { v1_index: v1_idx, v2, buf, len })
+                .map_err(|_| Error::InvalidOption { reason: "hashing thread stopped".to_owned() })?;
+            *in_flight += 1;
+            Ok(())
+        };
+        for (fi, f) in files.iter_mut().enumerate() {
+            if f.attributes.symlink || f.length == 0 {
+                continue;
+            }
+            let label = f.path.join("/");
+            let mut reader: Box<dyn Read + Send> =
+                match core::mem::replace(&mut f.source, Source::Reader(Box::new(io::empty()))) {
+                    Source::Path(p) => Box::new(
+                        fs::File::open(&p)
+                            .map_err(|e| Error::Io { path: p.display().to_string(), source: e })?,
+                    ),
+                    Source::Reader(r) => r,
+                };
+            let mut left = f.length;
+            let mut piece_in_file = 0usize;
+            while left > 0 {
+                if cur.is_none() {
+                    while free.is_empty() {
+                        let d = done_rx.recv().map_err(|_| Error::InvalidOption {
+                            reason: "hashing thread stopped".to_owned(),
+                        })?;
+                        in_flight -= 1;
+                        collect(d, &mut pieces, &mut layers, &mut free);
+                    }
+                    cur = free.pop();
+                    cur_len = 0;
+                }
+                let Some(buf) = cur.as_mut() else { continue };
+                let want = ((plu - cur_len) as u64).min(left) as usize;
+                read_exact(&mut reader, &mut buf[cur_len..cur_len + want])
+                    .map_err(|e| Error::Io { path: label.clone(), source: e })?;
+                cur_len += want;
+                left -= want as u64;
+                done_bytes += want as u64;
+                progress(done_bytes, total);
+                let file_done = left == 0;
+                if cur_len == plu || (aligned && file_done) {
+                    let mut buf = cur.take().unwrap_or_default();
+                    let real = cur_len as u64;
+                    let mut len = cur_len;
+                    if aligned && v1 && multi {
+                        // Hybrid: the v1 piece goes on with the pad file's zeros (libtorrent pads
+                        // the last file too; a single-file torrent has no pad).
+                        buf[cur_len..].fill(0);
+                        len = plu;
+                    }
+                    let v1_idx = v1.then_some(v1_index);
+                    if v1 {
+                        v1_index += 1;
+                    }
+                    let v2j = v2.then_some((fi, piece_in_file, real, f.length <= pl));
+                    piece_in_file += 1;
+                    send(buf, len, v1_idx, v2j, &mut in_flight)?;
+                }
+            }
+            // The stream must end where the length says.
+            let mut probe = [0u8; 1];
+            if matches!(reader.read(&mut probe), Ok(n) if n > 0) {
+                return Err(Error::Io {
+                    path: label,
+                    source: io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "file is longer than its stated length (changed while hashing?)",
+                    ),
+                });
+            }
+        }
+        // v1: the last piece is whatever is left over.
+        if let Some(buf) = cur.take()
+            && cur_len > 0
+        {
+            let v1_idx = v1.then_some(v1_index);
+            send(buf, cur_len, v1_idx, None, &mut in_flight)?;
+        }
+        drop(job_tx);
+        while in_flight > 0 {
+            let d = done_rx
+                .recv()
+                .map_err(|_| Error::InvalidOption { reason: "hashing thread stopped".to_owned() })?;
+            in_flight -= 1;
+            collect(d, &mut pieces, &mut layers, &mut free);
+        }
+        Ok(())
+    });
+    result?;
+
+    if v2 {
+        for (i, f) in files.iter().enumerate() {
+            if f.length == 0 || f.attributes.symlink {
+                layers[i].clear();
+                continue;
+            }
+            if f.length <= pl {
+                // One piece: the hash computed for it is the file's root; no layer is stored.
+                roots[i] = layers[i].first().copied();
+                layers[i].clear();
+            } else {
+                roots[i] = merkle::root_from_piece_layer(&layers[i], pl);
+            }
+        }
+    }
+    Ok(Hashed { pieces, roots, layers })
+}
+
+fn read_exact(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<()> {
+    r.read_exact(buf).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file is shorter than its stated length (changed while hashing?)",
+            )
+        } else {
+            e
+        }
+    })
+}
