@@ -232,9 +232,25 @@ async fn pump(st: &AppState, sess: &mut PatchSession<FileWriter>, mut body: Body
     }
 }
 
+/// Owns a body session; if the handler is dropped mid-body (client gone,
+/// server shutting down), ends it as interrupted so the upload is not left
+/// locked and the bytes that arrived are kept (unless a checksum was promised).
+struct SessionGuard {
+    st: Arc<AppState>,
+    sess: Option<PatchSession<FileWriter>>,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        if let Some(s) = self.sess.take() {
+            let _ = self.st.core().finish_patch(SystemTime::now(), s, BodyEnd::Interrupted);
+        }
+    }
+}
+
 async fn run_patch(
-    st: &AppState,
-    mut sess: PatchSession<FileWriter>,
+    st: &Arc<AppState>,
+    sess: PatchSession<FileWriter>,
     h: &HeaderMap,
     body: Body,
 ) -> Result<Response, Error> {
@@ -245,13 +261,33 @@ async fn run_patch(
         st.core().abort_patch(sess)?;
         return Err(Error::TooLarge { length: cl, max });
     }
-    match pump(st, &mut sess, body).await {
-        Ok(end) => st.core().finish_patch(SystemTime::now(), sess, end),
+    let mut guard = SessionGuard { st: st.clone(), sess: Some(sess) };
+    let pumped = match guard.sess.as_mut() {
+        Some(s) => pump(st, s, body).await,
+        None => Err(Error::InvalidState("no session")),
+    };
+    let end = match pumped {
+        Ok(end) => end,
         Err(e) => {
-            st.core().abort_patch(sess)?;
-            Err(e)
+            if let Some(s) = guard.sess.take() {
+                st.core().abort_patch(s)?;
+            }
+            return Err(e);
         }
+    };
+    // fdatasync off the async workers and outside the server lock.
+    let (mut guard, synced) = tokio::task::spawn_blocking(move || {
+        let r = guard.sess.as_mut().map(PatchSession::sync);
+        (guard, r)
+    })
+    .await
+    .map_err(|_| Error::InvalidState("sync task failed"))?;
+    let sess = guard.sess.take().ok_or(Error::InvalidState("no session"))?;
+    if let Some(Err(e)) = synced {
+        st.core().abort_patch(sess)?;
+        return Err(e);
     }
+    st.core().finish_patch(SystemTime::now(), sess, end)
 }
 
 async fn handle_patch(

@@ -124,6 +124,14 @@ impl<W: StoreWriter> PatchSession<W> {
         self.written
     }
 
+    /// Makes the bytes written so far durable. Call it (off the async
+    /// workers, without holding the server) before [`Server::finish_patch`],
+    /// so the slow `fdatasync` does not block other requests; `finish_patch`
+    /// syncs again, which is then cheap.
+    pub fn sync(&mut self) -> Result<(), Error> {
+        self.writer.sync()
+    }
+
     /// Hashes and stores the next body bytes.
     pub fn write(&mut self, data: &[u8]) -> Result<(), Error> {
         if self.failed {

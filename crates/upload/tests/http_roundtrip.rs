@@ -85,14 +85,22 @@ async fn client_killed_midway_resumes() {
 }
 
 #[test]
-fn server_crash_mid_patch_then_resume() {
+#[ignore = "helper: the server process that SIGKILL tests spawn"]
+fn child_server_process() {
+    child_server_main();
+}
+
+#[test]
+fn server_sigkilled_mid_patch_then_resume() {
     let store = tempfile::tempdir().unwrap();
     let bytes = data(2 * 1024 * 1024, 3);
     let half = bytes.len() / 2;
-    // First server life: create, send one good chunk, then die mid-PATCH.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let url = rt.block_on(async {
-        let server = start(config(store.path())).await;
+    // First server life, in its own process: create, one good chunk, then a
+    // PATCH that is cut when the server is SIGKILLed.
+    let server = spawn_server_process(store.path(), None);
+    let addr = server.addr;
+    let loc = rt.block_on(async {
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
         let r = http
             .post(server.endpoint())
@@ -103,9 +111,8 @@ fn server_crash_mid_patch_then_resume() {
             .unwrap();
         assert_eq!(r.status(), 201);
         let loc = r.headers()["Location"].to_str().unwrap().to_owned();
-        let url = format!("http://{}{}", server.addr, loc);
         let r = http
-            .patch(&url)
+            .patch(format!("http://{addr}{loc}"))
             .header("Tus-Resumable", "1.0.0")
             .header("Upload-Offset", "0")
             .header("Content-Type", "application/offset+octet-stream")
@@ -114,26 +121,35 @@ fn server_crash_mid_patch_then_resume() {
             .await
             .unwrap();
         assert_eq!(r.status(), 204);
-        // A PATCH that stops half-way through its body.
         use tokio::io::AsyncWriteExt as _;
-        let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let head = format!(
             "PATCH {loc} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: {half}\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {}\r\n\r\n",
             bytes.len() - half
         );
         s.write_all(head.as_bytes()).await.unwrap();
-        s.write_all(&bytes[half..half + 100_000]).await.unwrap();
+        s.write_all(&bytes[half..half + 400_000]).await.unwrap();
         s.flush().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        url
+        // Wait until part of the body is on disk (past the write buffer) but
+        // not acknowledged.
+        let bin = store.path().join(format!("{}.bin", id_of(&loc)));
+        let mut on_disk = 0;
+        for _ in 0..500 {
+            on_disk = std::fs::metadata(&bin).map_or(0, |m| m.len());
+            if on_disk > half as u64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(on_disk > half as u64, "unacknowledged bytes reached the disk");
+        server.kill();
+        drop(s);
+        loc
     });
-    // Dropping the runtime kills every task mid-flight, like SIGKILL: no
-    // handler finishes, so nothing of the cut PATCH is acknowledged.
-    drop(rt);
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Second life on the same directory and address.
+    let server = spawn_server_process(store.path(), Some(addr));
     rt.block_on(async {
-        let server = start(config(store.path())).await;
-        let url = format!("http://{}/files/{}", server.addr, id_of(&url));
+        let url = format!("http://{}{}", server.addr, loc);
         let src = tempfile::tempdir().unwrap();
         let file = write_file(src.path(), "c.bin", &bytes);
         let mut j = job(&server.endpoint(), &file, 256 * 1024);
@@ -146,8 +162,59 @@ fn server_crash_mid_patch_then_resume() {
         .unwrap();
         assert_eq!(first, Some(half as u64), "resumed at the acknowledged offset");
         assert_eq!(stored(store.path(), &url), bytes);
-        server.task.abort();
     });
+    server.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_gone_mid_body_unlocks_and_keeps_prefix() {
+    let store = tempfile::tempdir().unwrap();
+    let mut cfg = config(store.path());
+    cfg.idle_timeout = Duration::from_secs(60);
+    let server = start(cfg).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = http
+        .post(server.endpoint())
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Length", "1000")
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["Location"].to_str().unwrap().to_owned();
+    let url = format!("http://{}{}", server.addr, loc);
+    {
+        use tokio::io::AsyncWriteExt as _;
+        let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let head = format!(
+            "PATCH {loc} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 1000\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&[1u8; 400]).await.unwrap();
+        s.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    } // connection closed mid-body
+    let mut offset = None;
+    for _ in 0..200 {
+        let r = http.head(&url).header("Tus-Resumable", "1.0.0").send().await.unwrap();
+        offset = r.headers().get("Upload-Offset").map(|v| v.to_str().unwrap().to_owned());
+        if offset.as_deref() == Some("400") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(offset.as_deref(), Some("400"));
+    let r = http
+        .patch(&url)
+        .header("Tus-Resumable", "1.0.0")
+        .header("Upload-Offset", "400")
+        .header("Content-Type", "application/offset+octet-stream")
+        .body(vec![1u8; 600])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204, "not left locked");
+    assert_eq!(stored(store.path(), &url), vec![1u8; 1000]);
+    server.task.abort();
 }
 
 async fn create(http: &reqwest::Client, endpoint: &str, extra: &[(&str, &str)]) -> reqwest::Response {

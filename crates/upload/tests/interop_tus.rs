@@ -203,7 +203,13 @@ async fn tuspy_killed_midway_resumes_on_our_server() {
 }
 
 #[test]
-fn tuspy_resumes_after_our_server_dies_mid_patch() {
+#[ignore = "helper: the server process that SIGKILL tests spawn"]
+fn child_server_process() {
+    child_server_main();
+}
+
+#[test]
+fn tuspy_resumes_after_our_server_is_sigkilled_mid_patch() {
     if !tuspy_ready() {
         return;
     }
@@ -213,9 +219,8 @@ fn tuspy_resumes_after_our_server_dies_mid_patch() {
     let file = write_file(src.path(), "src.bin", &bytes);
     let urls = src.path().join("urls.json");
     let urls_s = urls.to_str().unwrap().to_owned();
-    let args = ["--chunk-size", "4M", "--resume-from-url-store", &urls_s];
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt.block_on(start(config(store.path())));
+    let args = ["--chunk-size", "8M", "--resume-from-url-store", &urls_s];
+    let server = spawn_server_process(store.path(), None);
     let addr = server.addr;
     let endpoint = server.endpoint();
     let mut child = tuspy(&endpoint, &file, &args);
@@ -225,22 +230,19 @@ fn tuspy_resumes_after_our_server_dies_mid_patch() {
         && child.try_wait().unwrap().is_none()
         && Instant::now() < deadline
     {
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(1));
     }
-    // Kill the server: every task dies mid-flight, nothing is finished.
-    drop(rt);
-    let (_, _) = wait_bounded(child, Duration::from_secs(120));
+    server.kill(); // SIGKILL mid-transfer
+    let _ = wait_bounded(child, Duration::from_secs(120));
+    let server = spawn_server_process(store.path(), Some(addr));
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut cfg = config(store.path());
-        cfg.listen = addr;
-        let server = start(cfg).await;
         let (ok, r) = run_peer(tuspy(&endpoint, &file, &args)).await;
         assert!(ok, "{r}");
         assert_eq!(r["resumed"], true);
         assert_eq!(stored(store.path(), r["url"].as_str().unwrap()), bytes);
-        server.task.abort();
     });
+    server.kill();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
