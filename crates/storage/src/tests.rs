@@ -1,0 +1,354 @@
+//! Storage tests against real torrents built with `piecework-metainfo`.
+
+use std::time::Duration;
+
+use piecework_metainfo::merkle::leaf_hash;
+use piecework_metainfo::{BLOCK_SIZE, InputFile, Metainfo, PieceIndex, TorrentBuilder, Version};
+use proptest::prelude::*;
+
+use crate::*;
+
+/// Deterministic file contents.
+pub(crate) fn content(seed: u32, len: usize) -> Vec<u8> {
+    let mut x = u64::from(seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+pub(crate) struct Fixture {
+    pub torrent: Vec<u8>,
+    pub files: Vec<(Vec<String>, Vec<u8>)>,
+}
+
+pub(crate) fn fixture(version: Version, piece_length: u64, sizes: &[usize]) -> Fixture {
+    let files: Vec<(Vec<String>, Vec<u8>)> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| (vec![format!("d{}", i % 2), format!("f{i:03}")], content(i as u32 + 1, s)))
+        .collect();
+    let inputs = files
+        .iter()
+        .map(|(p, d)| InputFile::from_reader(p.clone(), d.len() as u64, std::io::Cursor::new(d.clone())))
+        .collect();
+    let torrent = TorrentBuilder::new(version)
+        .piece_length(Some(piece_length))
+        .creation_date(None)
+        .build_files("t", inputs, &mut |_, _| {})
+        .unwrap();
+    Fixture { torrent, files }
+}
+
+/// The bytes of the piece space (pad files and v2 gaps as zeros).
+pub(crate) fn piece_space(meta: &Metainfo<'_>, fx: &Fixture) -> Vec<u8> {
+    let layout = Layout::from_metainfo(meta).unwrap();
+    let end = layout.files().iter().map(|f| f.offset() + f.length()).max().unwrap_or(0);
+    let mut out = vec![0u8; end as usize];
+    for f in layout.files() {
+        if !f.is_stored() || f.length() == 0 {
+            continue;
+        }
+        let comps = f.path().components();
+        let data = &fx.files.iter().find(|(p, _)| comps.ends_with(p)).unwrap().1;
+        out[f.offset() as usize..(f.offset() + f.length()) as usize].copy_from_slice(data);
+    }
+    out
+}
+
+pub(crate) fn piece_bytes<'a>(layout: &Layout, space: &'a [u8], p: u32) -> &'a [u8] {
+    let start = p as usize * layout.piece_length() as usize;
+    let size = layout.piece_size(PieceIndex::new(p)).unwrap() as usize;
+    &space[start..start + size]
+}
+
+fn write_piece<B: Backend>(s: &Storage<B>, p: u32, data: &[u8]) -> WriteOutcome {
+    let mut last = WriteOutcome::Stored;
+    for (n, block) in data.chunks(BLOCK_SIZE as usize).enumerate() {
+        last = s.write_block(PieceIndex::new(p), n as u32 * BLOCK_SIZE, block).unwrap();
+    }
+    last
+}
+
+fn results<B: Backend>(s: &Storage<B>) -> Vec<PieceResult> {
+    assert!(s.wait_idle(Duration::from_secs(60)));
+    std::iter::from_fn(|| s.poll_result()).collect()
+}
+
+const ALL: [Version; 3] = [Version::V1, Version::V2, Version::Hybrid];
+
+#[test]
+fn every_version_downloads_and_verifies_in_memory() {
+    for v in ALL {
+        // A zero-length file, files smaller and larger than a piece, one crossing boundaries.
+        let fx = fixture(v, 32768, &[40_000, 0, 100, 70_000, 16_384]);
+        let meta = Metainfo::parse(&fx.torrent).unwrap();
+        let layout = Layout::from_metainfo(&meta).unwrap();
+        let space = piece_space(&meta, &fx);
+        let s = Storage::new(layout.clone(), MemoryBackend::new(&layout), Settings::default()).unwrap();
+        let n = layout.piece_count();
+        for p in (0..n).rev() {
+            assert_eq!(write_piece(&s, p, piece_bytes(&layout, &space, p)), WriteOutcome::PieceComplete);
+        }
+        let r = results(&s);
+        assert_eq!(r.len(), n as usize);
+        assert!(r.iter().all(|r| matches!(r.verdict, PieceVerdict::Verified)), "{v:?}: {r:?}");
+        assert!(s.is_complete());
+        // Files hold exactly their bytes; the empty file exists; pad files were never stored.
+        for (i, f) in layout.files().iter().enumerate() {
+            let got = s.backend().file_data(i);
+            if f.is_pad() {
+                assert_eq!(got, None);
+                continue;
+            }
+            let comps = f.path().components();
+            let want = &fx.files.iter().find(|(p, _)| comps.ends_with(p)).unwrap().1;
+            assert_eq!(got.as_deref(), Some(want.as_slice()), "{v:?} file {i}");
+        }
+        // Served reads equal the payload.
+        let mut buf = vec![0u8; 100];
+        s.read_block(PieceIndex::new(0), 16_384, &mut buf).unwrap();
+        assert_eq!(buf, piece_bytes(&layout, &space, 0)[16_384..16_484]);
+        // A second write of a verified piece is ignored.
+        assert_eq!(
+            s.write_block(PieceIndex::new(0), 0, &piece_bytes(&layout, &space, 0)[..16384]).unwrap(),
+            WriteOutcome::Duplicate
+        );
+    }
+}
+
+#[test]
+fn v2_layout_aligns_files_to_pieces() {
+    let fx = fixture(Version::V2, 32768, &[40_000, 100, 0, 32_768]);
+    let meta = Metainfo::parse(&fx.torrent).unwrap();
+    let layout = Layout::from_metainfo(&meta).unwrap();
+    // 40,000 bytes = 2 pieces; 100 = 1; 0 = none; 32,768 = 1.
+    assert_eq!(layout.piece_count(), 4);
+    let sizes: Vec<u32> = (0..4).map(|p| layout.piece_size(PieceIndex::new(p)).unwrap()).collect();
+    assert_eq!(sizes, [32768, 40_000 - 32768, 100, 32768]);
+    for p in 0..4 {
+        let segs: Vec<_> =
+            layout.segments(PieceIndex::new(p), 0, sizes[p as usize] as usize).unwrap().collect();
+        assert_eq!(segs.len(), 1, "a v2 piece never spans files");
+    }
+}
+
+#[test]
+fn bad_v1_piece_is_discarded_and_redownloaded() {
+    let fx = fixture(Version::V1, 32768, &[50_000, 30_000]);
+    let meta = Metainfo::parse(&fx.torrent).unwrap();
+    let layout = Layout::from_metainfo(&meta).unwrap();
+    let space = piece_space(&meta, &fx);
+    let s = Storage::new(layout.clone(), MemoryBackend::new(&layout), Settings::default()).unwrap();
+    let mut bad = piece_bytes(&layout, &space, 1).to_vec();
+    bad[20_000] ^= 0xff;
+    write_piece(&s, 1, &bad);
+    let r = results(&s);
+    assert!(matches!(&r[0].verdict, PieceVerdict::Failed { bad_blocks } if bad_blocks == &[0, 1]));
+    assert!(!s.has_piece(PieceIndex::new(1)));
+    assert!(matches!(
+        s.read_block(PieceIndex::new(1), 0, &mut [0u8; 4]),
+        Err(Error::PieceNotAvailable { piece: 1 })
+    ));
+    // The blocks are wanted again, and the right data verifies.
+    assert_eq!(write_piece(&s, 1, piece_bytes(&layout, &space, 1)), WriteOutcome::PieceComplete);
+    assert!(matches!(results(&s)[0].verdict, PieceVerdict::Verified));
+    assert!(s.has_piece(PieceIndex::new(1)));
+}
+
+#[test]
+fn v2_failure_names_the_bad_block_when_block_hashes_are_known() {
+    for v in [Version::V2, Version::Hybrid] {
+        let fx = fixture(v, 65536, &[200_000]);
+        let meta = Metainfo::parse(&fx.torrent).unwrap();
+        let layout = Layout::from_metainfo(&meta).unwrap();
+        let space = piece_space(&meta, &fx);
+        let s = Storage::new(layout.clone(), MemoryBackend::new(&layout), Settings::default()).unwrap();
+        let good = piece_bytes(&layout, &space, 1);
+        let leaves: Vec<_> = good.chunks(BLOCK_SIZE as usize).map(leaf_hash).collect();
+        let mut wrong = leaves.clone();
+        wrong[0][0] ^= 1;
+        assert!(matches!(
+            s.add_block_hashes(PieceIndex::new(1), &wrong),
+            Err(Error::BlockHashesMismatch { piece: 1 })
+        ));
+        s.add_block_hashes(PieceIndex::new(1), &leaves).unwrap();
+        let mut bad = good.to_vec();
+        bad[2 * 16384 + 5] ^= 1;
+        write_piece(&s, 1, &bad);
+        let r = results(&s);
+        assert!(
+            matches!(&r[0].verdict, PieceVerdict::Failed { bad_blocks } if bad_blocks == &[2]),
+            "{v:?} {r:?}"
+        );
+        // Only block 2 is missing now: rewriting it completes the piece.
+        assert_eq!(
+            s.write_block(PieceIndex::new(1), 2 * BLOCK_SIZE, &good[2 * 16384..3 * 16384]).unwrap(),
+            WriteOutcome::PieceComplete
+        );
+        assert!(matches!(results(&s)[0].verdict, PieceVerdict::Verified));
+        // Without block hashes, a v2 failure discards the whole piece.
+        let mut bad0 = piece_bytes(&layout, &space, 0).to_vec();
+        bad0[0] ^= 1;
+        write_piece(&s, 0, &bad0);
+        assert!(
+            matches!(&results(&s)[0].verdict, PieceVerdict::Failed { bad_blocks } if bad_blocks.len() == 4)
+        );
+    }
+}
+
+#[test]
+fn bad_block_input_is_typed_and_writes_nothing() {
+    let fx = fixture(Version::V1, 32768, &[40_000]);
+    let meta = Metainfo::parse(&fx.torrent).unwrap();
+    let layout = Layout::from_metainfo(&meta).unwrap();
+    let s = Storage::new(layout.clone(), MemoryBackend::new(&layout), Settings::default()).unwrap();
+    let block = vec![1u8; 16384];
+    let p = PieceIndex::new;
+    assert!(matches!(
+        s.write_block(p(2), 0, &block),
+        Err(Error::PieceOutOfRange { piece: 2, piece_count: 2 })
+    ));
+    assert!(matches!(s.write_block(p(0), 100, &block), Err(Error::MisalignedBlock { offset: 100, .. })));
+    assert!(matches!(
+        s.write_block(p(0), 0, &[0u8; 16385]),
+        Err(Error::OversizedBlock { length: 16385, .. })
+    ));
+    assert!(matches!(s.write_block(p(0), 32768, &block), Err(Error::RangeOutOfPiece { .. })));
+    assert!(matches!(s.write_block(p(1), 0, &block), Err(Error::RangeOutOfPiece { piece_size: 7232, .. })));
+    assert!(matches!(s.write_block(p(0), 0, &block[..10]), Err(Error::RangeOutOfPiece { .. })));
+    assert!(matches!(s.write_block(p(u32::MAX), u32::MAX, &[]), Err(Error::PieceOutOfRange { .. })));
+    assert!(matches!(s.read_block(p(0), 0, &mut [0u8; 1]), Err(Error::PieceNotAvailable { .. })));
+    assert_eq!(s.backend().file_data(0), None);
+}
+
+#[test]
+fn resume_trusts_unchanged_files_and_rechecks_changed_ones() {
+    let fx = fixture(Version::Hybrid, 32768, &[70_000, 40_000]);
+    let meta = Metainfo::parse(&fx.torrent).unwrap();
+    let layout = Layout::from_metainfo(&meta).unwrap();
+    let space = piece_space(&meta, &fx);
+    let dir = tempfile::tempdir().unwrap();
+    let resume = dir.path().join("t.resume");
+    let n = layout.piece_count();
+    {
+        let b = FileBackend::new(dir.path(), &layout, &Settings::default()).unwrap();
+        let s = Storage::new(layout.clone(), b, Settings::default()).unwrap();
+        for p in 0..n {
+            write_piece(&s, p, piece_bytes(&layout, &space, p));
+        }
+        results(&s);
+        assert!(s.is_complete());
+        s.save_resume_file(&resume).unwrap();
+    }
+    let bytes = ResumeData::read_file(&resume, 1 << 20).unwrap();
+    let open = |spot| {
+        let settings = Settings { spot_checks: spot, ..Settings::default() };
+        let b = FileBackend::new(dir.path(), &layout, &settings).unwrap();
+        Storage::new(layout.clone(), b, settings).unwrap()
+    };
+    let s = open(0);
+    assert_eq!(s.load_resume(&bytes).unwrap(), ResumeReport { trusted: n, rechecked: 0, failed: 0 });
+    let s = open(2);
+    assert_eq!(s.load_resume(&bytes).unwrap(), ResumeReport { trusted: n - 2, rechecked: 2, failed: 0 });
+    // Corrupt the second file behind storage's back: its pieces are rechecked and fail.
+    let f2 =
+        layout.files().iter().position(|f| f.path().components().ends_with(&["f001".to_owned()])).unwrap();
+    let path = layout.files()[f2].path().under(dir.path());
+    let mut data = std::fs::read(&path).unwrap();
+    data[0] ^= 1;
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&path, &data).unwrap();
+    let s = open(0);
+    let r = s.load_resume(&bytes).unwrap();
+    let of_file = layout.pieces_of_file(f2);
+    assert_eq!(r.rechecked, of_file.len() as u32);
+    assert_eq!(r.failed, 1);
+    assert!(!s.has_piece(PieceIndex::new(of_file.start)));
+    // Recheck agrees.
+    let mut last = None;
+    let have = s.recheck(&mut |p| last = Some(*p)).unwrap();
+    assert_eq!(have.count_ones(), n - 1);
+    assert_eq!(last.unwrap().pieces_done, n);
+    assert_eq!(last.unwrap().pieces_good, n - 1);
+    // Resume data of another torrent is refused.
+    let other = fixture(Version::Hybrid, 32768, &[70_001, 40_000]);
+    let om = Metainfo::parse(&other.torrent).unwrap();
+    let ol = Layout::from_metainfo(&om).unwrap();
+    let os = Storage::new(ol.clone(), MemoryBackend::new(&ol), Settings::default()).unwrap();
+    assert!(matches!(os.load_resume(&bytes), Err(Error::ResumeMismatch { .. })));
+    assert!(matches!(os.load_resume(b"garbage"), Err(Error::InvalidResume { .. })));
+}
+
+#[test]
+fn recheck_finds_exactly_the_pieces_on_disk() {
+    let fx = fixture(Version::V1, 16384, &[100_000, 1, 50_000]);
+    let meta = Metainfo::parse(&fx.torrent).unwrap();
+    let layout = Layout::from_metainfo(&meta).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Copy only the first file into place.
+    let f0 = &layout.files()[0];
+    let p0 = f0.path().under(dir.path());
+    std::fs::create_dir_all(p0.parent().unwrap()).unwrap();
+    let data0 = &fx.files.iter().find(|(p, _)| f0.path().components().ends_with(p)).unwrap().1;
+    std::fs::write(&p0, data0).unwrap();
+    let b = FileBackend::new(dir.path(), &layout, &Settings::default()).unwrap();
+    let s = Storage::new(layout.clone(), b, Settings::default()).unwrap();
+    let have = s.recheck(&mut |_| {}).unwrap();
+    // Pieces wholly inside file 0 verify; the one shared with the missing file does not.
+    let whole = (f0.length() / 16384) as u32;
+    assert_eq!(have.count_ones(), whole);
+    assert!((0..whole).all(|p| have.get(PieceIndex::new(p))));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    /// Any block order, any corruption: a piece verifies exactly when all its blocks were
+    /// written with the right bytes, and mapping reads back what was written.
+    #[test]
+    fn random_block_orders_and_corruptions(
+        sizes in proptest::collection::vec(0usize..60_000, 1..5),
+        v in 0usize..3,
+        order_seed in any::<u64>(),
+        corrupt in proptest::collection::vec(any::<bool>(), 64),
+    ) {
+        prop_assume!(sizes.iter().sum::<usize>() > 0);
+        let fx = fixture(ALL[v], 16384 * 2, &sizes);
+        let meta = Metainfo::parse(&fx.torrent).unwrap();
+        let layout = Layout::from_metainfo(&meta).unwrap();
+        let space = piece_space(&meta, &fx);
+        let s = Storage::new(layout.clone(), MemoryBackend::new(&layout), Settings { hash_threads: 2, ..Settings::default() }).unwrap();
+        let mut blocks = Vec::new();
+        for p in 0..layout.piece_count() {
+            for n in 0..layout.blocks_in_piece(PieceIndex::new(p)).unwrap() { blocks.push((p, n)); }
+        }
+        let mut x = order_seed | 1;
+        for i in (1..blocks.len()).rev() {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            blocks.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let mut bad_piece = vec![false; layout.piece_count() as usize];
+        for (i, &(p, n)) in blocks.iter().enumerate() {
+            let piece = piece_bytes(&layout, &space, p);
+            let off = (n * BLOCK_SIZE) as usize;
+            let mut data = piece[off..(off + 16384).min(piece.len())].to_vec();
+            if corrupt[i % 64] && i % 3 == 0 {
+                // Flip a byte that is real file data (not pad), so the hash must change.
+                let segs: Vec<_> = layout.segments(PieceIndex::new(p), off as u32, data.len()).unwrap().collect();
+                if let Some(pos) = segs.iter().scan(0, |o, s| { let r = (*o, s.pad); *o += s.len; Some(r) }).find(|(_, pad)| !pad).map(|(o, _)| o) {
+                    data[pos] ^= 0x55;
+                    bad_piece[p as usize] = true;
+                }
+            }
+            s.write_block(PieceIndex::new(p), off as u32, &data).unwrap();
+        }
+        prop_assert!(s.wait_idle(Duration::from_secs(60)));
+        for p in 0..layout.piece_count() {
+            prop_assert_eq!(s.has_piece(PieceIndex::new(p)), !bad_piece[p as usize], "piece {}", p);
+        }
+    }
+}

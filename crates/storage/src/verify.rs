@@ -1,0 +1,96 @@
+//! Hashing one piece from the backend: SHA-1 for v1, merkle for v2 ([BEP 52]), both for
+//! hybrid.
+//!
+//! [BEP 52]: https://www.bittorrent.org/beps/bep_0052.html
+
+use piecework_metainfo::merkle::{MerkleHash, leaf_hash, root_from_nodes};
+use piecework_metainfo::{BLOCK_SIZE, PieceIndex};
+use sha1::{Digest as _, Sha1};
+
+use crate::backend::Backend;
+use crate::{Error, Layout};
+
+/// The outcome of hashing a piece.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// Every hash the torrent has for the piece matches.
+    Good,
+    /// A hash differs. `leaves` are the v2 block hashes of the data read (empty for v1-only).
+    Bad { leaves: Vec<MerkleHash> },
+}
+
+/// Reads a piece (pad files as zeros) in chunks of `buf`'s capacity and hashes it.
+///
+/// Memory: `buf` plus one 32-byte leaf per block of a v2 piece.
+pub(crate) fn check_piece<B: Backend + ?Sized>(
+    layout: &Layout,
+    backend: &B,
+    piece: PieceIndex,
+    buf: &mut [u8],
+) -> Result<Check, Error> {
+    let size = layout.piece_size(piece)?;
+    let v1 = layout.v1_hash(piece);
+    let v2 = layout.v2_piece(piece);
+    let mut sha1 = v1.map(|_| Sha1::new());
+    let mut leaves = Vec::new();
+    if let Some(v) = &v2 {
+        leaves.reserve(v.data_len.div_ceil(BLOCK_SIZE) as usize);
+    }
+    // `buf` is a multiple of the block size (Settings::validate), so blocks never straddle reads.
+    let chunk = buf.len().max(BLOCK_SIZE as usize) as u32;
+    let mut pos = 0u32;
+    while pos < size {
+        let n = chunk.min(size - pos);
+        let data = buf.get_mut(..n as usize).ok_or(Error::InvalidSetting {
+            name: "read_chunk_size",
+            reason: "hash buffer smaller than a block",
+        })?;
+        read_range(layout, backend, piece, pos, data)?;
+        if let Some(h) = &mut sha1 {
+            h.update(&*data);
+        }
+        if let Some(v) = &v2
+            && pos < v.data_len
+        {
+            let file_part = &data[..(v.data_len - pos).min(n) as usize];
+            leaves.extend(file_part.chunks(BLOCK_SIZE as usize).map(leaf_hash));
+        }
+        pos += n;
+    }
+    let v1_ok = match (sha1, v1) {
+        (Some(h), Some(want)) => h.finalize().as_slice() == want,
+        _ => true,
+    };
+    let v2_ok = match &v2 {
+        Some(v) => root_from_nodes(&leaves, 0, v.min_width) == *v.expected,
+        None => true,
+    };
+    if v1.is_none() && v2.is_none() {
+        // Nothing to check against (cannot happen for a layout built from a metainfo).
+        return Ok(Check::Bad { leaves });
+    }
+    Ok(if v1_ok && v2_ok { Check::Good } else { Check::Bad { leaves } })
+}
+
+/// Reads `[offset, offset + buf.len())` of a piece, pad files as zeros.
+pub(crate) fn read_range<B: Backend + ?Sized>(
+    layout: &Layout,
+    backend: &B,
+    piece: PieceIndex,
+    offset: u32,
+    buf: &mut [u8],
+) -> Result<(), Error> {
+    let mut o = 0usize;
+    for seg in layout.segments(piece, offset, buf.len())? {
+        let part = &mut buf[o..o + seg.len];
+        if seg.pad {
+            part.fill(0);
+        } else {
+            backend.read_at(seg.file, seg.file_offset, part)?;
+        }
+        o += seg.len;
+    }
+    // Segments cover the whole range except in a v2 gap, which segments() refuses.
+    buf[o..].fill(0);
+    Ok(())
+}
