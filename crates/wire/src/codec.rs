@@ -72,3 +72,28 @@ impl tokio_util::codec::Encoder<&Message> for MessageCodec {
         item.encode(dst)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Feature, InfoHashV1, PeerId, PieceIndex, Reserved};
+    use tokio_util::codec::{Decoder as _, Encoder as _};
+
+    #[test]
+    fn handshake_then_messages_through_the_codecs() {
+        let hs = Handshake {
+            reserved: Reserved::NONE.with(Feature::Fast),
+            info_hash: InfoHashV1::from_bytes([3; 20]),
+            peer_id: PeerId::from_bytes([4; 20]),
+        };
+        let mut buf = BytesMut::new();
+        HandshakeCodec.encode(hs, &mut buf).unwrap();
+        let mut codec = MessageCodec::default();
+        codec.encode(Message::HaveAll, &mut buf).unwrap();
+        codec.encode(&Message::Have(PieceIndex::new(5)), &mut buf).unwrap();
+        assert_eq!(HandshakeCodec.decode(&mut buf).unwrap(), Some(hs));
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(Message::HaveAll));
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(Message::Have(PieceIndex::new(5))));
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+    }
+}
