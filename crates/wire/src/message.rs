@@ -380,11 +380,17 @@ impl Message {
 /// assert!(buf.is_empty());
 /// # Ok::<(), piecework_wire::Error>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Decoder {
     limits: Limits,
     largest: u32,
     piece_count: Option<u32>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Decoder {
@@ -604,6 +610,14 @@ fn split_payload(buf: &mut BytesMut, total: usize, skip: usize) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_decoder_has_the_default_limits() {
+        // Regression: a derived `Default` once left the frame limit at 0, refusing everything.
+        let mut b = BytesMut::from(&b"\0\0\0\x01\x0e"[..]);
+        assert_eq!(Decoder::default().decode(&mut b).unwrap(), Some(Message::HaveAll));
+        assert_eq!(Decoder::default().limits(), &Limits::default());
+    }
 
     #[test]
     fn oversized_prefix_fails_before_buffering() {
