@@ -512,7 +512,11 @@ impl<S: Store> Server<S> {
             info.length = Some(n);
         }
         if info.is_finished() {
-            info.root = s.merkle.finish();
+            // An empty PATCH on a finished upload keeps its root: after a
+            // restart its merkle state is not rebuilt (fuzz finding).
+            if s.written > 0 || info.root.is_none() {
+                info.root = s.merkle.finish();
+            }
             info.expires = None;
         } else if let Some(d) = self.config.expire_after {
             info.expires = Some(now + d);
@@ -861,6 +865,17 @@ mod tests {
         assert_eq!(s.handle_head(later, "e", &tus(&[])).unwrap_err().status(), 404);
         assert_eq!(s.handle_expire(later).unwrap(), vec![id("k")]);
         assert!(s.ids().next().is_none());
+    }
+
+    #[test]
+    fn empty_patch_after_restart_keeps_root() {
+        let mut s = server();
+        s.handle_create(t0(), id("z"), &tus(&[("Upload-Length", "8")])).unwrap();
+        patch(&mut s, "z", 0, b"abcdefgh", &[]).unwrap();
+        let store = s.store().clone();
+        let mut s = Server::open(ServerConfig::default(), store).unwrap();
+        patch(&mut s, "z", 8, b"", &[]).unwrap();
+        assert_eq!(s.pieces_root(&id("z")), pieces_root_of(b"abcdefgh"));
     }
 
     #[test]
