@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::Instant;
 
-use crate::http::{parse_announce_response, parse_scrape_response};
+use crate::http::{parse_announce_response, parse_scrape_response, success_body};
 use crate::udp::Family;
 use crate::udp_session::{Operation, Output, UdpSession, UdpSettings};
 use crate::{Announce, AnnounceResponse, Error, Limits, Scheme, ScrapeResponse, TrackerUrl, http1};
@@ -162,7 +162,7 @@ impl Client {
                 buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
                 let eof = n == 0;
                 if let Some(resp) = http1::parse_response(&buf, eof, max_body)? {
-                    return Ok((resp.status, resp.body.into_owned()));
+                    return success_body(&resp, &self.settings.limits).map(<[u8]>::to_vec);
                 }
                 if eof {
                     return Err(Error::MalformedHttp { offset: buf.len() });
@@ -172,15 +172,7 @@ impl Client {
                 }
             }
         };
-        let (status, body) =
-            tokio::time::timeout_at(deadline, exchange).await.map_err(|_| Error::Timeout)??;
-        if (200..300).contains(&status) {
-            return Ok(body);
-        }
-        match parse_announce_response(&body, &self.settings.limits) {
-            Err(e @ Error::TrackerFailure { .. }) => Err(e),
-            _ => Err(Error::HttpStatus { status }),
-        }
+        tokio::time::timeout_at(deadline, exchange).await.map_err(|_| Error::Timeout)?
     }
 
     async fn tcp_connect(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {

@@ -32,6 +32,23 @@ impl ScrapeResponse {
     }
 }
 
+/// The body of a complete HTTP tracker response, if the status is 2xx.
+///
+/// For any other status the body is checked for a bencoded `failure reason` (some trackers send
+/// one with a 4xx): that is [`Error::TrackerFailure`], anything else [`Error::HttpStatus`].
+pub fn success_body<'r>(
+    response: &'r crate::http1::Response<'_>,
+    limits: &Limits,
+) -> Result<&'r [u8], Error> {
+    if (200..300).contains(&response.status) {
+        return Ok(&response.body);
+    }
+    match decode_body(&response.body, limits).as_ref().map(root_dict) {
+        Ok(Err(e @ Error::TrackerFailure { .. })) => Err(e),
+        _ => Err(Error::HttpStatus { status: response.status }),
+    }
+}
+
 fn decode_body<'a>(body: &'a [u8], limits: &Limits) -> Result<Document<'a>, Error> {
     if body.len() > limits.response_bytes_limit() {
         return Err(Error::TooLarge { limit: limits.response_bytes_limit() });
@@ -66,7 +83,8 @@ fn opt_u32(d: &DictNode<'_, '_>, key: &'static [u8], field: &'static str) -> Res
 /// `tracker id`, `warning message`, `complete` and `incomplete` are optional. Peers come from
 /// `peers` in either model (compact string, [BEP 23], or a list of `ip`/`port` dictionaries whose
 /// `ip` is an address literal; host names are skipped since this crate does no name resolution)
-/// and from `peers6` ([BEP 7]). At most [`Limits::max_peers`] are kept.
+/// and from `peers6` ([BEP 7]). At most [`Limits::max_peers`] are kept. A compact string whose
+/// length is not a multiple of the record size has its trailing partial record ignored.
 ///
 /// [BEP 3]: https://www.bittorrent.org/beps/bep_0003.html#trackers
 /// [BEP 23]: https://www.bittorrent.org/beps/bep_0023.html

@@ -107,6 +107,8 @@ struct InFlight {
     transaction_id: u32,
     attempt: u32,
     deadline: Instant,
+    /// Whether the connection id was obtained during this operation (else it came from the cache).
+    connected_here: bool,
 }
 
 /// One tracker's UDP protocol state. See the [module docs](self) for how to drive it.
@@ -154,7 +156,14 @@ impl UdpSession {
         {
             return Err(Error::TooManyInfoHashes { count: h.len(), max: MAX_SCRAPE_HASHES });
         }
-        let mut f = InFlight { op, phase: Phase::Connecting, transaction_id: 0, attempt: 0, deadline: now };
+        let mut f = InFlight {
+            op,
+            phase: Phase::Connecting,
+            transaction_id: 0,
+            attempt: 0,
+            deadline: now,
+            connected_here: false,
+        };
         self.send(now, &mut f, true);
         self.in_flight = Some(f);
         Ok(())
@@ -208,13 +217,24 @@ impl UdpSession {
             });
         }
         let output = match (f.phase, resp) {
-            (_, Response::Error { message, .. }) => Output::Failed(Error::TrackerFailure {
-                reason: String::from_utf8_lossy(&message).into_owned(),
-            }),
+            (Phase::Requesting, Response::Error { .. }) if !f.connected_here => {
+                // The cached connection id may be stale (e.g. the tracker restarted and says
+                // "connection ID mismatch"): get a fresh one and ask once more.
+                self.connection = None;
+                let Some(mut f) = self.in_flight.take() else { return Err(Error::InvalidState) };
+                f.attempt = 0;
+                self.send(now, &mut f, true);
+                self.in_flight = Some(f);
+                return Ok(());
+            }
+            (_, Response::Error { message, .. }) => {
+                Output::Failed(Error::TrackerFailure { reason: error_text(&message) })
+            }
             (Phase::Connecting, Response::Connect { connection_id, .. }) => {
                 self.connection = Some((connection_id, now));
                 let Some(mut f) = self.in_flight.take() else { return Err(Error::InvalidState) };
                 f.attempt = 0;
+                f.connected_here = true;
                 self.send(now, &mut f, true);
                 self.in_flight = Some(f);
                 return Ok(());
@@ -301,6 +321,13 @@ impl UdpSession {
         req.encode(&mut out);
         self.transmit = Some(out);
     }
+}
+
+/// An error packet's message as text. opentracker terminates it with a NUL, which is not part of
+/// the message.
+fn error_text(message: &[u8]) -> String {
+    let end = message.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    String::from_utf8_lossy(message.get(..end).unwrap_or_default()).into_owned()
 }
 
 #[cfg(test)]
@@ -419,6 +446,33 @@ mod tests {
         assert!(matches!(Request::decode(&s.poll_transmit().unwrap()), Ok(Request::Announce(_))));
         s.handle_timeout(t0 + Duration::from_secs(105));
         assert!(matches!(Request::decode(&s.poll_transmit().unwrap()), Ok(Request::Connect { .. })));
+    }
+
+    #[test]
+    fn stale_cached_connection_id_reconnects_once() {
+        let t0 = Instant::now();
+        let mut s = UdpSession::new(UdpSettings::new(), Family::V4, 11);
+        s.set_connection_id(12345, t0);
+        s.start(t0, Operation::Scrape(vec![InfoHashV1::default()])).unwrap();
+        let pkt = s.poll_transmit().unwrap();
+        assert!(matches!(Request::decode(&pkt), Ok(Request::Scrape { connection_id: 12345, .. })));
+        // opentracker's answer to an unknown connection id, NUL included.
+        let mismatch = b"Connection ID missmatch.\0".to_vec();
+        let err = respond(Response::Error { transaction_id: tid_of(&pkt), message: mismatch.clone() });
+        s.handle_datagram(t0, &err).unwrap();
+        let pkt = s.poll_transmit().unwrap();
+        assert!(matches!(Request::decode(&pkt), Ok(Request::Connect { .. })));
+        s.handle_datagram(t0, &respond(Response::Connect { transaction_id: tid_of(&pkt), connection_id: 6 }))
+            .unwrap();
+        let pkt = s.poll_transmit().unwrap();
+        assert!(matches!(Request::decode(&pkt), Ok(Request::Scrape { connection_id: 6, .. })));
+        // With a fresh id, an error is final.
+        let err = respond(Response::Error { transaction_id: tid_of(&pkt), message: mismatch });
+        s.handle_datagram(t0, &err).unwrap();
+        assert!(matches!(
+            s.poll_event(),
+            Some(Output::Failed(Error::TrackerFailure { reason })) if reason == "Connection ID missmatch."
+        ));
     }
 
     #[test]
