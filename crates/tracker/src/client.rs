@@ -332,6 +332,50 @@ mod tests {
         assert_eq!(r.peers, vec!["127.0.0.1:7000".parse().unwrap()]);
     }
 
+    /// BEP 15: over IPv6 the announce response carries 18-byte peers.
+    #[tokio::test(flavor = "current_thread")]
+    async fn udp_announce_over_ipv6() {
+        let Ok(server) = UdpSocket::bind("[::1]:0").await else {
+            println!("SKIP udp_announce_over_ipv6: no IPv6 loopback");
+            return;
+        };
+        let port = server.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            loop {
+                let Ok((n, from)) = server.recv_from(&mut buf).await else { return };
+                let resp = match Request::decode(&buf[..n]) {
+                    Ok(Request::Connect { transaction_id }) => {
+                        Response::Connect { transaction_id, connection_id: 5 }
+                    }
+                    Ok(Request::Announce(a)) => Response::Announce {
+                        transaction_id: a.transaction_id,
+                        interval: 30,
+                        leechers: 0,
+                        seeders: 2,
+                        peers: vec!["[::1]:7000".parse().unwrap(), "[fe80::2]:7001".parse().unwrap()],
+                    },
+                    other => panic!("unexpected {other:?}"),
+                };
+                let mut out = Vec::new();
+                resp.encode(&mut out);
+                server.send_to(&out, from).await.unwrap();
+            }
+        });
+        let settings = ClientSettings::new()
+            .udp(UdpSettings::new().base_timeout(Duration::from_millis(500)).max_retransmits(2))
+            .bind("127.0.0.1:0".parse().unwrap(), "[::1]:0".parse().unwrap());
+        let r = Client::new(settings)
+            .announce(&format!("udp://[::1]:{port}/announce"), &announce())
+            .await
+            .unwrap();
+        assert_eq!(
+            r.peers,
+            vec!["[::1]:7000".parse().unwrap(), "[fe80::2]:7001".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(r.complete, Some(2));
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn udp_times_out() {
         let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
