@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use piecework_metainfo::InfoHashV1;
+use piecework_metainfo::{InfoHashV1, InfoHashV2};
 use piecework_tracker::client::{Client, ClientSettings};
 use piecework_tracker::{Announce, AnnounceResponse, Error, Event, PeerId, UdpSettings};
 
@@ -27,6 +27,12 @@ const HTTP_HASH: &str = "1111111111111111111111111111111111111111";
 const UDP_HASH: &str = "2222222222222222222222222222222222222222";
 // Never whitelisted.
 const UNLISTED_HASH: &str = "3333333333333333333333333333333333333333";
+// A v2 info-hash: trackers see its first 20 bytes (tracker.sh whitelists 40 hex digits of it).
+const V2_HASH: &str = "4444444444444444444444444444444444444444555555555555555555555555";
+
+fn v2_truncated_hex() -> String {
+    V2_HASH.parse::<InfoHashV2>().expect("hex").truncated_id().to_hex()
+}
 
 fn shared_dir() -> PathBuf {
     match std::env::var_os("PIECEWORK_SHARED") {
@@ -95,6 +101,7 @@ fn free_port() -> u16 {
 fn start_tracker(tracker_sh: &std::path::Path, port: u16) -> Tracker {
     let mut child = Command::new(tracker_sh)
         .args(["--port", &port.to_string(), "--timeout", "240", "--hash", HTTP_HASH, "--hash", UDP_HASH])
+        .args(["--hash", V2_HASH])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -203,6 +210,15 @@ fn opentracker_http_and_udp() {
         let udp = format!("udp://127.0.0.1:{port}/announce");
         two_peers(&client, &http, HTTP_HASH, (6001, 6002)).await;
         two_peers(&client, &udp, UDP_HASH, (6011, 6012)).await;
+
+        // A v2 torrent announces its truncated hash, over both protocols.
+        let v2 = v2_truncated_hex();
+        let r = client.announce(&http, &peer(5, &v2, 6031, 0)).await.expect("v2 over HTTP");
+        show(&format!("{http} v2 truncated {v2}"), &r);
+        let r = client.announce(&udp, &peer(6, &v2, 6032, 0)).await.expect("v2 over UDP");
+        show(&format!("{udp} v2 truncated {v2}"), &r);
+        assert!(r.peers.contains(&local(6031)), "{:?}", r.peers);
+        assert_eq!(r.complete, Some(2));
 
         // The whitelist refuses other torrents: over HTTP with a failure reason; over UDP
         // opentracker sends nothing at all, so the client must give up on its own.
