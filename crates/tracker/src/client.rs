@@ -284,10 +284,11 @@ mod tests {
             let (_s, _) = listener.accept().await.unwrap();
             tokio::time::sleep(Duration::from_secs(30)).await;
         });
-        let client = Client::new(ClientSettings::new().http_timeout(Duration::from_millis(500)));
+        let patient = Client::new(ClientSettings::new().http_timeout(Duration::from_secs(10)));
+        let impatient = Client::new(ClientSettings::new().http_timeout(Duration::from_millis(300)));
         let url = format!("http://127.0.0.1:{port}/announce");
-        assert!(matches!(client.announce(&url, &announce()).await, Err(Error::HttpStatus { status: 404 })));
-        assert!(matches!(client.announce(&url, &announce()).await, Err(Error::Timeout)));
+        assert!(matches!(patient.announce(&url, &announce()).await, Err(Error::HttpStatus { status: 404 })));
+        assert!(matches!(impatient.announce(&url, &announce()).await, Err(Error::Timeout)));
     }
 
     #[tokio::test(flavor = "current_thread")]
