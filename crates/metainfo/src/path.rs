@@ -60,9 +60,6 @@ impl SafePath {
     pub(crate) fn from_components(v: Vec<String>) -> Self {
         Self(v)
     }
-    pub(crate) fn components_mut(&mut self) -> &mut Vec<String> {
-        &mut self.0
-    }
     /// Whether every component obeys the invariant (used by tests and the fuzzer).
     pub fn is_safe(&self) -> bool {
         !self.0.is_empty()
@@ -109,6 +106,15 @@ pub(crate) fn append_element(out: &mut Vec<String>, element: &[u8], required: bo
         if required {
             out.push("_".to_owned());
         }
+        return;
+    }
+    // Fast path: plain printable ASCII, short, not only dots.
+    if element.len() < MAX_ELEMENT
+        && element.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'/' && b != b'\\')
+        && element.iter().any(|&b| b != b'.')
+        && let Ok(s) = core::str::from_utf8(element)
+    {
+        out.push(s.to_owned());
         return;
     }
     let mut s = String::with_capacity(element.len().min(MAX_ELEMENT + 16));
@@ -159,52 +165,67 @@ pub(crate) fn append_element(out: &mut Vec<String>, element: &[u8], required: bo
     out.push(s);
 }
 
+/// Lowercased `a/b/c` form of a path, the key duplicates are found by.
+fn key_of(p: &SafePath) -> String {
+    let mut k = String::with_capacity(p.0.iter().map(|c| c.len() + 1).sum());
+    for (i, c) in p.0.iter().enumerate() {
+        if i > 0 {
+            k.push('/');
+        }
+        if c.is_ascii() {
+            k.extend(c.chars().map(|ch| ch.to_ascii_lowercase()));
+        } else {
+            k.push_str(&c.to_lowercase());
+        }
+    }
+    k
+}
+
 /// Renames duplicate paths (compared case-insensitively, and against directories) to
 /// `name.1.ext`, `name.2.ext`, ... Pad files of equal size may share a name.
 /// Fails once more than `max_collisions` candidate names were taken.
 pub(crate) fn resolve_duplicates(
-    files: &mut [(SafePath, bool, u64)],
+    mut files: Vec<(&mut SafePath, bool, u64)>,
     max_collisions: usize,
 ) -> Result<(), usize> {
-    let lower = |p: &[String]| -> String { p.join("/").to_lowercase() };
-    let mut dirs: HashSet<String> = HashSet::new();
-    for (p, _, _) in files.iter() {
-        let c = p.components();
-        for i in 1..c.len() {
-            dirs.insert(lower(&c[..i]));
+    use std::collections::HashMap;
+    let keys: Vec<String> = files.iter().map(|(p, _, _)| key_of(p)).collect();
+    // Every directory is a prefix of some key, cut at a `/`.
+    let mut dirs: HashSet<&str> = HashSet::new();
+    for k in &keys {
+        let mut rest = k.as_str();
+        while let Some(i) = rest.rfind('/') {
+            rest = &k[..i];
+            if !dirs.insert(rest) {
+                break; // its parents are in already
+            }
         }
     }
-    // name -> (is pad, size) of the file that holds it.
-    let mut taken: std::collections::HashMap<String, (bool, u64)> = std::collections::HashMap::new();
+    // name -> (is pad, size) of the file that holds it; original names borrow from `keys`.
+    let mut taken: HashMap<&str, (bool, u64)> = HashMap::with_capacity(keys.len());
+    let mut renamed: HashMap<String, (bool, u64)> = HashMap::new();
     let mut collisions = 0usize;
-    for (p, pad, size) in files.iter_mut() {
-        let key = lower(p.components());
-        let clash = if dirs.contains(&key) {
-            true
-        } else {
-            match taken.get(&key) {
-                None => false,
-                Some(&(opad, osize)) => !(*pad && opad && *size == osize),
-            }
-        };
+    for ((p, pad, size), key) in files.iter_mut().zip(&keys) {
+        let holder = taken.get(key.as_str()).or_else(|| renamed.get(key));
+        let clash = dirs.contains(key.as_str())
+            || holder.is_some_and(|&(opad, osize)| !(*pad && opad && *size == osize));
         if !clash {
-            taken.entry(key).or_insert((*pad, *size));
+            taken.entry(key.as_str()).or_insert((*pad, *size));
             continue;
         }
-        let comps = p.components_mut();
-        let Some(last) = comps.last().cloned() else { continue };
+        let Some(last) = p.0.last().cloned() else { continue };
         let (base, ext) = match last.rfind('.') {
             Some(i) if i > 0 => (last[..i].to_owned(), last[i..].to_owned()),
             _ => (last.clone(), String::new()),
         };
         let mut n = 1usize;
         loop {
-            let cand = format!("{base}.{n}{ext}");
-            let Some(slot) = comps.last_mut() else { break };
-            *slot = cand;
-            let k = lower(comps);
-            if !dirs.contains(&k) && !taken.contains_key(&k) {
-                taken.insert(k, (*pad, *size));
+            if let Some(slot) = p.0.last_mut() {
+                *slot = format!("{base}.{n}{ext}");
+            }
+            let k = key_of(p);
+            if !dirs.contains(k.as_str()) && !taken.contains_key(k.as_str()) && !renamed.contains_key(&k) {
+                renamed.insert(k, (*pad, *size));
                 break;
             }
             collisions += 1;
@@ -251,13 +272,15 @@ mod tests {
     #[test]
     fn duplicates_get_numbered() {
         let p = |s: &str| SafePath::from_components(s.split('/').map(str::to_owned).collect());
-        let mut files =
-            vec![(p("t/foo/bar.txt"), false, 1), (p("t/foo/bar.txt"), false, 2), (p("t/foo"), false, 3)];
-        resolve_duplicates(&mut files, 100).unwrap();
-        assert_eq!(files[1].0.to_string(), "t/foo/bar.1.txt");
-        assert_eq!(files[2].0.to_string(), "t/foo.1");
-        let mut many: Vec<_> = (0..200).map(|_| (p("t/a"), false, 1)).collect();
-        assert_eq!(resolve_duplicates(&mut many, 1000), Err(1000));
+        let mut files = [p("t/foo/bar.txt"), p("T/FOO/bar.txt"), p("t/foo")];
+        resolve_duplicates(files.iter_mut().map(|f| (f, false, 1)).collect(), 100).unwrap();
+        assert_eq!(files[1].to_string(), "T/FOO/bar.1.txt");
+        assert_eq!(files[2].to_string(), "t/foo.1");
+        let mut pads = [p("t/.pad/5"), p("t/.pad/5")];
+        resolve_duplicates(pads.iter_mut().map(|f| (f, true, 5)).collect(), 100).unwrap();
+        assert_eq!(pads[1].to_string(), "t/.pad/5");
+        let mut many: Vec<_> = (0..200).map(|_| p("t/a")).collect();
+        assert_eq!(resolve_duplicates(many.iter_mut().map(|f| (f, false, 1)).collect(), 1000), Err(1000));
     }
 
     proptest! {

@@ -238,12 +238,15 @@ impl<'a> Metainfo<'a> {
         // Bytes after the top-level dictionary are ignored, as libtorrent does.
         let doc = match strict.decode_prefix(input) {
             Ok((d, _)) => d,
-            Err(e) if limits.lenient_v1 && is_soft(&e) => {
+            // Whatever strict decoding tripped on first, the lenient reading decides; if that
+            // fails too, the strict error is the one to report.
+            Err(e) if limits.lenient_v1 => {
                 DecodeOptions::lenient()
                     .max_depth(limits.max_bencode_depth)
                     .max_tokens(limits.max_bencode_tokens)
                     .max_input_len(limits.max_metainfo_size)
-                    .decode_prefix(input)?
+                    .decode_prefix(input)
+                    .map_err(|_| e)?
                     .0
             }
             Err(e) => return Err(e.into()),
@@ -321,7 +324,7 @@ impl<'a> Metainfo<'a> {
             v1_multi = true;
         } else if version < 2 || info.get(b"length").is_some() {
             let attributes = FileAttributes::parse(get_bytes(&info, b"attr").unwrap_or_default());
-            let length = parse_length(info.as_node(), attributes.symlink, "info.length")?;
+            let length = parse_length(info.as_node(), attributes.symlink, || field("info.length"))?;
             if raw_name.is_empty() {
                 return Err(Error::InvalidName);
             }
@@ -441,13 +444,11 @@ impl<'a> Metainfo<'a> {
                 }
             }
         }
-        let mut keyed: Vec<(SafePath, bool, u64)> =
-            files.iter().map(|f| (f.path.clone(), f.attributes.pad, f.length)).collect();
-        resolve_duplicates(&mut keyed, limits.max_duplicate_names)
-            .map_err(|max| Error::TooManyDuplicates { max })?;
-        for (f, (p, _, _)) in files.iter_mut().zip(keyed) {
-            f.path = p;
-        }
+        resolve_duplicates(
+            files.iter_mut().map(|f| (&mut f.path, f.attributes.pad, f.length)).collect(),
+            limits.max_duplicate_names,
+        )
+        .map_err(|max| Error::TooManyDuplicates { max })?;
 
         // Piece layers.
         let mut piece_layers = Vec::new();
@@ -779,16 +780,11 @@ impl<'a> Metainfo<'a> {
     }
 }
 
-fn is_soft(e: &piecework_bencode::Error) -> bool {
-    use piecework_bencode::Error as E;
-    matches!(e, E::UnsortedKey { .. } | E::DuplicateKey { .. } | E::NonCanonicalInteger { .. })
-}
-
-fn parse_length(dict: Node<'_, '_>, symlink: bool, path: &str) -> Result<u64, Error> {
+fn parse_length(dict: Node<'_, '_>, symlink: bool, path: impl Fn() -> String) -> Result<u64, Error> {
     if symlink {
         return Ok(0);
     }
-    let bad = || Error::InvalidLength { field: path.to_owned() };
+    let bad = || Error::InvalidLength { field: path() };
     let d = dict.as_dict().ok_or_else(bad)?;
     let l = d.get(b"length").and_then(|n| n.as_int()).ok_or_else(bad)?;
     let l = u64::try_from(l).map_err(|_| bad())?;
@@ -805,7 +801,7 @@ fn string_list<'a>(n: Node<'_, 'a>) -> Option<Vec<&'a [u8]>> {
 fn parse_v1_file<'a>(ctx: &Ctx<'_>, f: Node<'_, 'a>, i: usize, name: &str) -> Result<FileEntry<'a>, Error> {
     let d = f.as_dict().ok_or_else(|| Error::InvalidPath { field: format!("info.files[{i}]") })?;
     let mut attributes = FileAttributes::parse(get_bytes(&d, b"attr").unwrap_or_default());
-    let length = parse_length(f, attributes.symlink, &format!("info.files[{i}].length"))?;
+    let length = parse_length(f, attributes.symlink, || format!("info.files[{i}].length"))?;
     let path_node = d.get(b"path.utf-8").or_else(|| d.get(b"path"));
     let bad_path = || {
         let field = format!("info.files[{i}].path");
@@ -915,7 +911,7 @@ fn parse_v2_file<'a>(
     if attributes.pad {
         return Err(Error::InvalidPadFile { field: at.to_owned() });
     }
-    let length = parse_length(entry, attributes.symlink, &format!("{at}.length"))?;
+    let length = parse_length(entry, attributes.symlink, || format!("{at}.length"))?;
     let mut symlink = None;
     if attributes.symlink {
         match d.get(b"symlink path") {

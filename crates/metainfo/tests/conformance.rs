@@ -262,3 +262,20 @@ fn libtorrent_expectations() {
     assert_eq!(rows, 108, "the table should have 108 rows");
     assert!(failures.is_empty(), "{passed}/{rows} passed");
 }
+
+/// Regressions found by fuzzing, in `tests/data/`: each loads, and its re-encoding loads
+/// again with the same hashes and files.
+#[test]
+fn fuzz_regressions_reencode() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let input = std::fs::read(&path).unwrap();
+        let m = Metainfo::parse(&input).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        let again = m.to_bytes();
+        let m2 = Metainfo::parse(&again).unwrap_or_else(|e| panic!("{path:?} re-encoded: {e}"));
+        assert_eq!(m2.info_hashes(), m.info_hashes(), "{path:?}");
+        assert_eq!(m2.files(), m.files(), "{path:?}");
+        assert_eq!(m2.to_bytes(), again, "{path:?}");
+    }
+}
