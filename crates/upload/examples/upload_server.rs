@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run -p piecework-upload --features server --example upload_server -- \
 //!     --listen 127.0.0.1:1080 --dir /tmp/uploads [--max-size N] \
-//!     [--expire-after SECS] [--secret-file F] [--idle-timeout SECS]
+//!     [--expire-after SECS] [--secret-file F] [--idle-timeout SECS] [--no-fsync]
 //! ```
 //! Prints `READY http://ADDR/files/` once listening.
 
@@ -31,6 +31,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(t) = arg_value(&args, "--idle-timeout") {
         cfg.idle_timeout = Duration::from_secs(t.parse()?);
+    }
+    if args.iter().any(|a| a == "--no-fsync") {
+        cfg.fsync = false;
     }
     if let Some(f) = arg_value(&args, "--secret-file") {
         cfg.secret = std::fs::read(f)?;

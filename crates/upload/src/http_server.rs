@@ -55,6 +55,9 @@ pub struct ServeConfig {
     pub idle_timeout: Duration,
     /// How often expired uploads are swept. Default 60 s.
     pub expire_interval: Duration,
+    /// `fsync` data and state before acknowledging (see [`crate::store`]).
+    /// Default `true`; turn off only for tmpfs or benchmarks.
+    pub fsync: bool,
 }
 
 impl ServeConfig {
@@ -67,6 +70,7 @@ impl ServeConfig {
             secret: Vec::new(),
             idle_timeout: Duration::from_secs(30),
             expire_interval: Duration::from_secs(60),
+            fsync: true,
         }
     }
 }
@@ -102,8 +106,13 @@ impl RunningServer {
 }
 
 /// Builds the router over a store directory (uploads found there are loaded).
+/// Call it inside a Tokio runtime: it spawns the sweeper that removes expired
+/// uploads every [`ServeConfig::expire_interval`].
 pub fn router(cfg: &ServeConfig) -> Result<Router, Error> {
-    let store = FileStore::open(&cfg.dir)?;
+    let mut store = FileStore::open(&cfg.dir)?;
+    if !cfg.fsync {
+        store = store.without_fsync();
+    }
     let mut server_cfg = cfg.server.clone();
     if !server_cfg.base_path.ends_with('/') {
         server_cfg.base_path.push('/');
@@ -493,10 +502,48 @@ async fn download(
             sizes.push(info.offset);
         }
     }
-    match (manifest.files.as_slice(), sizes.as_slice()) {
-        ([(id, name)], [size]) => single_file(st, id, name, *size, &req.headers),
-        _ => Ok(tar_stream(st, &manifest, &sizes)),
+    let r = match (manifest.files.as_slice(), sizes.as_slice()) {
+        ([(id, name)], [size]) => single_file(st, id, name, *size, &req.headers)?,
+        _ => tar_stream(st, &manifest, &sizes),
+    };
+    Ok(maybe_zstd(r, &req.headers))
+}
+
+/// True if `Accept-Encoding` lists `zstd` with a non-zero q.
+pub fn accepts_zstd(h: &HeaderMap) -> bool {
+    HeaderSource::values(h, "Accept-Encoding")
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or("");
+            let zero_q =
+                parts.any(|p| p.strip_prefix("q=").is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0)));
+            coding.eq_ignore_ascii_case("zstd") && !zero_q
+        })
+}
+
+#[cfg(feature = "zstd")]
+fn maybe_zstd(r: axum::response::Response, h: &HeaderMap) -> axum::response::Response {
+    if r.status() != StatusCode::OK || !accepts_zstd(h) {
+        return r;
     }
+    let (mut parts, body) = r.into_parts();
+    let stream = body.into_data_stream().then(|chunk| async move {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        tokio::task::spawn_blocking(move || Bytes::from(crate::compress::zstd_chunk(&chunk, 3)))
+            .await
+            .map_err(std::io::Error::other)
+    });
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("zstd"));
+    parts.headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    axum::response::Response::from_parts(parts, Body::from_stream(stream))
+}
+
+#[cfg(not(feature = "zstd"))]
+fn maybe_zstd(r: axum::response::Response, _h: &HeaderMap) -> axum::response::Response {
+    r
 }
 
 const READ_CHUNK: usize = 256 * 1024;

@@ -47,6 +47,8 @@
 //! - `server`: axum/hyper adapter ([`http_server`]): tus routes under
 //!   `/files/`, idle timeout for stalled bodies, signed downloads with Range,
 //!   passwords and multi-file tar shares.
+//! - `zstd`: per-chunk zstd on downloads that send `Accept-Encoding: zstd`
+//!   (incompressible chunks are stored raw) ([`compress`]).
 //! - `client`: reqwest client ([`http_client`]) with progress callbacks that
 //!   resumes interrupted uploads.
 //!
@@ -65,6 +67,8 @@ pub mod server;
 pub mod share;
 pub mod store;
 
+#[cfg(feature = "zstd")]
+pub mod compress;
 #[cfg(feature = "client")]
 pub mod http_client;
 #[cfg(feature = "server")]

@@ -48,6 +48,10 @@ impl Default for ServerConfig {
 /// The extensions this server implements, for `Tus-Extension`.
 pub const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,termination,expiration,checksum,checksum-trailer,concatenation";
 
+/// Non-tus header on `HEAD` of a finished upload: its BEP 52 pieces root
+/// (hex), so a client can check the stored bytes against its own file.
+pub const PIECES_ROOT: &str = "Piecework-Pieces-Root";
+
 /// A response for the adapter to send: status and headers (no body).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -282,6 +286,9 @@ impl<S: Store> Server<S> {
         }
         if let Some(e) = u.info.expires.filter(|_| !u.info.is_finished()) {
             r = r.with(headers::UPLOAD_EXPIRES, headers::format_expires(e));
+        }
+        if let Some(root) = u.info.root {
+            r = r.with(PIECES_ROOT, root.to_hex());
         }
         Ok(r)
     }
@@ -521,7 +528,11 @@ impl<S: Store> Server<S> {
         } else if let Some(d) = self.config.expire_after {
             info.expires = Some(now + d);
         }
-        self.store.save_info(&s.id, &info)?;
+        if info.is_finished() || s.new_length.is_some() {
+            self.store.save_info(&s.id, &info)?;
+        } else {
+            self.store.save_progress(&s.id, &info)?;
+        }
         u.info = info;
         u.merkle = s.merkle;
         let mut r = Response::new(204).with(headers::UPLOAD_OFFSET, u.info.offset.to_string());
@@ -711,6 +722,8 @@ mod tests {
         patch(&mut s, "u1", 20000, &data[20000..], &[]).unwrap();
         assert_eq!(s.store().data(&id("u1")).unwrap(), data);
         assert_eq!(s.pieces_root(&id("u1")), pieces_root_of(&data));
+        let r = s.handle_head(t0(), "u1", &tus(&[])).unwrap();
+        assert_eq!(r.header(PIECES_ROOT), pieces_root_of(&data).map(|r| r.to_hex()).as_deref());
     }
 
     #[test]

@@ -3,12 +3,20 @@
 //! # Durability (fsync policy)
 //!
 //! [`FileStore`] writes PATCH bodies straight to `<id>.bin` through a small
-//! buffer. The offset the server reports lives only in `<id>.info`, and the
-//! server advances it only after [`StoreWriter::sync`] (`fdatasync`) of the data
-//! returned, followed by an atomic write-then-rename of the info file and an
-//! fsync of the directory. So a reported offset never runs ahead of durable
-//! bytes. Bytes past the recorded offset (from a crash mid-PATCH) are cut off
+//! buffer. The server advances an offset only after [`StoreWriter::sync`]
+//! (`fdatasync` of the data) returned. State changes (creation, length,
+//! completion) go to `<id>.info` by write, fsync, rename, fsync of the
+//! directory. Plain progress goes to a 24-byte checksummed record `<id>.off`
+//! written in place *without* fsync: after a power cut it can only be older
+//! than the truth (it is written after the data it counts is durable), so the
+//! offset reported after a restart may be smaller, never larger, than the
+//! durable bytes; a torn record fails its checksum and is ignored. That is one
+//! fsync per PATCH. Bytes past the offset (from a crash mid-PATCH) are cut off
 //! when the upload is opened again.
+//!
+//! [`FileStore::without_fsync`] drops the `fsync` calls (for tmpfs, tests and
+//! benchmarks): a process crash still loses nothing acknowledged, since the
+//! page cache survives it, but an OS crash or power cut may.
 
 use std::collections::HashMap;
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
@@ -144,6 +152,12 @@ pub trait Store: Send {
     fn create(&mut self, id: &UploadId, info: &UploadInfo) -> Result<(), Error>;
     /// Persists `info` atomically.
     fn save_info(&mut self, id: &UploadId, info: &UploadInfo) -> Result<(), Error>;
+    /// Persists progress (offset and expiry changed, nothing else). May be
+    /// cheaper than [`Store::save_info`]; after a crash it may read back
+    /// older, never newer.
+    fn save_progress(&mut self, id: &UploadId, info: &UploadInfo) -> Result<(), Error> {
+        self.save_info(id, info)
+    }
     /// All stored uploads, data cut back to each recorded offset.
     fn list(&mut self) -> Result<Vec<(UploadId, UploadInfo)>, Error>;
     /// A writer positioned at `offset`; bytes beyond it are discarded.
@@ -244,7 +258,11 @@ impl Store for MemoryStore {
 #[derive(Debug, Clone)]
 pub struct FileStore {
     dir: PathBuf,
+    durable: bool,
 }
+
+const PROGRESS_MAGIC: &[u8; 4] = b"PWOF";
+const PROGRESS_LEN: usize = 24;
 
 /// Buffer between the network and `write(2)`; bounds memory per PATCH.
 const WRITE_BUFFER: usize = 256 * 1024;
@@ -253,7 +271,14 @@ impl FileStore {
     /// Opens (creating if needed) a store in `dir`.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, Error> {
         std::fs::create_dir_all(dir.as_ref())?;
-        Ok(Self { dir: dir.as_ref().to_owned() })
+        Ok(Self { dir: dir.as_ref().to_owned(), durable: true })
+    }
+
+    /// The same store without `fsync` (see the module docs for what that
+    /// gives up). Default is durable.
+    pub fn without_fsync(mut self) -> Self {
+        self.durable = false;
+        self
     }
 
     /// The store directory.
@@ -270,33 +295,60 @@ impl FileStore {
         self.dir.join(format!("{}.info", id.as_str()))
     }
 
+    fn progress_path(&self, id: &UploadId) -> PathBuf {
+        self.dir.join(format!("{}.off", id.as_str()))
+    }
+
+    /// Reads `<id>.off`: `(offset, expires secs)` if present and intact.
+    fn read_progress(&self, id: &UploadId) -> Option<(u64, u64)> {
+        let raw = std::fs::read(self.progress_path(id)).ok()?;
+        let rec: [u8; PROGRESS_LEN] = raw.as_slice().try_into().ok()?;
+        let (body, crc) = rec.split_at(PROGRESS_LEN - 4);
+        if body.get(..4)? != PROGRESS_MAGIC || crc32c::crc32c(body).to_le_bytes().as_slice() != crc {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| -> Option<u64> {
+            Some(u64::from_le_bytes(body.get(r)?.try_into().ok()?))
+        };
+        Some((num(4..12)?, num(12..20)?))
+    }
+
     /// Writes `text` to `path` atomically and durably.
     pub fn write_atomic(&self, path: &Path, text: &[u8]) -> Result<(), Error> {
         let tmp = path.with_extension("tmp");
         {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(text)?;
-            f.sync_all()?;
+            if self.durable {
+                f.sync_all()?;
+            }
         }
         std::fs::rename(&tmp, path)?;
-        // Make the rename itself durable.
-        std::fs::File::open(&self.dir)?.sync_all()?;
+        if self.durable {
+            // Make the rename itself durable.
+            std::fs::File::open(&self.dir)?.sync_all()?;
+        }
         Ok(())
     }
 }
 
 /// Writer of [`FileStore`].
 #[derive(Debug)]
-pub struct FileWriter(std::io::BufWriter<std::fs::File>);
+pub struct FileWriter {
+    file: std::io::BufWriter<std::fs::File>,
+    durable: bool,
+}
 
 impl StoreWriter for FileWriter {
     fn write_all(&mut self, data: &[u8]) -> Result<(), Error> {
-        self.0.write_all(data)?;
+        self.file.write_all(data)?;
         Ok(())
     }
     fn sync(&mut self) -> Result<(), Error> {
-        self.0.flush()?;
-        self.0.get_ref().sync_data()?;
+        self.file.flush()?;
+        if self.durable {
+            self.file.get_ref().sync_data()?;
+        }
         Ok(())
     }
 }
@@ -309,6 +361,23 @@ impl Store for FileStore {
     }
     fn save_info(&mut self, id: &UploadId, info: &UploadInfo) -> Result<(), Error> {
         self.write_atomic(&self.info_path(id), info.encode().as_bytes())
+    }
+    fn save_progress(&mut self, id: &UploadId, info: &UploadInfo) -> Result<(), Error> {
+        let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut rec = [0u8; PROGRESS_LEN];
+        rec[..4].copy_from_slice(PROGRESS_MAGIC);
+        rec[4..12].copy_from_slice(&info.offset.to_le_bytes());
+        rec[12..20].copy_from_slice(&info.expires.map_or(0, secs).to_le_bytes());
+        let crc = crc32c::crc32c(&rec[..20]);
+        rec[20..].copy_from_slice(&crc.to_le_bytes());
+        // One small in-place write, no fsync (see the module docs).
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.progress_path(id))?;
+        f.write_all(&rec)?;
+        Ok(())
     }
     fn list(&mut self) -> Result<Vec<(UploadId, UploadInfo)>, Error> {
         let mut out = Vec::new();
@@ -323,6 +392,13 @@ impl Store for FileStore {
             };
             let text = std::fs::read_to_string(entry.path())?;
             let mut info = UploadInfo::decode(&text)?;
+            if let Some((off, exp)) = self.read_progress(&id)
+                && off > info.offset
+                && info.length.is_none_or(|l| off <= l)
+            {
+                info.offset = off;
+                info.expires = (exp > 0).then(|| UNIX_EPOCH + Duration::from_secs(exp));
+            }
             let data = std::fs::OpenOptions::new().write(true).open(self.data_path(&id))?;
             let len = data.metadata()?.len();
             if len > info.offset {
@@ -346,7 +422,7 @@ impl Store for FileStore {
             })?;
         f.set_len(offset)?;
         f.seek(SeekFrom::Start(offset))?;
-        Ok(FileWriter(std::io::BufWriter::with_capacity(WRITE_BUFFER, f)))
+        Ok(FileWriter { file: std::io::BufWriter::with_capacity(WRITE_BUFFER, f), durable: self.durable })
     }
     fn read_at(&self, id: &UploadId, offset: u64, buf: &mut [u8]) -> Result<usize, Error> {
         let mut f = std::fs::File::open(self.data_path(id))?;
@@ -356,11 +432,13 @@ impl Store for FileStore {
     fn truncate(&mut self, id: &UploadId, len: u64) -> Result<(), Error> {
         let f = std::fs::OpenOptions::new().write(true).open(self.data_path(id))?;
         f.set_len(len)?;
-        f.sync_all()?;
+        if self.durable {
+            f.sync_all()?;
+        }
         Ok(())
     }
     fn remove(&mut self, id: &UploadId) -> Result<(), Error> {
-        for p in [self.info_path(id), self.data_path(id)] {
+        for p in [self.info_path(id), self.progress_path(id), self.data_path(id)] {
             match std::fs::remove_file(p) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
                 _ => {}
@@ -419,5 +497,30 @@ mod tests {
         assert_eq!(&buf[..5], b"hello");
         s2.remove(&id).unwrap();
         assert!(s2.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn progress_record_is_used_only_when_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path()).unwrap();
+        let id = UploadId::new("p").unwrap();
+        let mut i = info();
+        i.offset = 0;
+        s.create(&id, &i).unwrap();
+        let mut w = s.writer(&id, 0).unwrap();
+        w.write_all(b"0123456789").unwrap();
+        w.sync().unwrap();
+        i.offset = 7;
+        s.save_progress(&id, &i).unwrap();
+        assert_eq!(s.list().unwrap()[0].1.offset, 7);
+        assert_eq!(s.list().unwrap()[0].1.expires, i.expires);
+        // A torn record is ignored: back to the info file's offset.
+        let p = dir.path().join("p.off");
+        let mut raw = std::fs::read(&p).unwrap();
+        raw[5] ^= 1;
+        std::fs::write(&p, raw).unwrap();
+        assert_eq!(s.list().unwrap()[0].1.offset, 0);
+        let mut buf = [0u8; 16];
+        assert_eq!(s.read_at(&id, 0, &mut buf).unwrap(), 0, "tail cut");
     }
 }

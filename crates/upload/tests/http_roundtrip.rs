@@ -402,3 +402,35 @@ async fn share_links_password_range() {
     assert!(manifest.contains("$argon2id$") && !manifest.contains("s3cret"));
     server.task.abort();
 }
+
+#[cfg(feature = "zstd")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zstd_download_compresses_text_and_passes_noise() {
+    let store = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let server = start(config(store.path())).await;
+    let mut bytes = b"piecework ".repeat(100_000);
+    bytes.extend(data(300_000, 21));
+    let file = write_file(src.path(), "z.bin", &bytes);
+    let url = upload_file(job(&server.endpoint(), &file, 1 << 20), |_, _| {}).await.unwrap();
+    let id = UploadId::new(&id_of(&url)).unwrap();
+    let share = create_share(store.path(), &[(id, None)], None, CHEAP).unwrap();
+    let link = share_url(&format!("http://{}", server.addr), SECRET, &share, now_secs() + 60);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let r = http.get(&link).header("Accept-Encoding", "gzip, zstd").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["Content-Encoding"], "zstd");
+    let wire = r.bytes().await.unwrap();
+    assert!(wire.len() < 400_000, "text part compressed: {}", wire.len());
+    assert!(wire.len() > 300_000, "noise part not inflated away");
+    assert_eq!(zstd::decode_all(&wire[..]).unwrap(), bytes);
+    // Ranges and clients that refuse zstd get identity.
+    let r = http.get(&link).header("Accept-Encoding", "zstd;q=0").send().await.unwrap();
+    assert!(r.headers().get("Content-Encoding").is_none());
+    assert_eq!(r.bytes().await.unwrap(), bytes);
+    let r =
+        http.get(&link).header("Accept-Encoding", "zstd").header("Range", "bytes=0-9").send().await.unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap(), &bytes[..10]);
+    server.task.abort();
+}
