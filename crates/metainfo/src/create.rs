@@ -252,12 +252,24 @@ impl TorrentBuilder {
             let name = e.file_name().to_string_lossy().into_owned();
             let lmeta = fs::symlink_metadata(&p).map_err(|er| io_err(&p, er))?;
             rel.push(name);
-            if lmeta.file_type().is_symlink() && !self.follow_symlinks {
+            let link_target = if lmeta.file_type().is_symlink() && !self.follow_symlinks {
                 let target = fs::read_link(&p).map_err(|er| io_err(&p, er))?;
-                let t = target.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+                link_in_torrent(&rel[..rel.len() - 1], &target)
+            } else {
+                None
+            };
+            if let Some(t) = link_target {
                 out.push(InputFile::symlink(rel.clone(), t));
             } else {
-                let meta = fs::metadata(&p).map_err(|er| io_err(&p, er))?;
+                let meta = match fs::metadata(&p) {
+                    Ok(m) => m,
+                    // A dangling link has nothing to hash: leave it out.
+                    Err(er) if lmeta.file_type().is_symlink() && er.kind() == io::ErrorKind::NotFound => {
+                        rel.pop();
+                        continue;
+                    }
+                    Err(er) => return Err(io_err(&p, er)),
+                };
                 if meta.is_dir() {
                     if rel.len() > 100 {
                         return Err(Error::InvalidOption {
@@ -481,6 +493,24 @@ impl TorrentBuilder {
     }
 }
 
+/// A link's target as BEP 47 wants it (relative to the torrent's root), or `None` when it
+/// points outside the torrent (such links are followed and stored as files instead).
+fn link_in_torrent(link_dir: &[String], target: &Path) -> Option<Vec<String>> {
+    use std::path::Component;
+    let mut out: Vec<String> = link_dir.to_vec();
+    for c in target.components() {
+        match c {
+            Component::Normal(n) => out.push(n.to_string_lossy().into_owned()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 fn is_executable(meta: &fs::Metadata) -> bool {
     #[cfg(unix)]
     {
@@ -503,6 +533,58 @@ pub fn auto_piece_length(total: u64) -> u64 {
         p *= 2;
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_targets_stay_inside() {
+        let dir = vec!["a".to_owned(), "b".to_owned()];
+        assert_eq!(
+            link_in_torrent(&dir, Path::new("../c/./d")),
+            Some(vec!["a".into(), "c".into(), "d".into()])
+        );
+        assert_eq!(link_in_torrent(&dir, Path::new("../../../etc/passwd")), None);
+        assert_eq!(link_in_torrent(&dir, Path::new("/etc/passwd")), None);
+        assert_eq!(link_in_torrent(&[], Path::new("..")), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn stored_symlinks_parse_back() {
+        let d = std::env::temp_dir().join(format!("piecework-symlink-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(d.join("t/sub")).unwrap();
+        fs::write(d.join("t/sub/real.txt"), b"data").unwrap();
+        std::os::unix::fs::symlink("sub/real.txt", d.join("t/link")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", d.join("t/outside")).ok();
+        std::os::unix::fs::symlink("nowhere", d.join("t/dangling")).ok();
+        for v in [Version::V1, Version::V2, Version::Hybrid] {
+            let bytes = TorrentBuilder::new(v)
+                .follow_symlinks(false)
+                .creation_date(None)
+                .build_path(&d.join("t"), &mut |_, _| {})
+                .unwrap();
+            let m = crate::Metainfo::parse(&bytes).unwrap();
+            let link = m.files().iter().find(|f| f.path().to_string() == "t/link").unwrap();
+            assert!(link.attributes().symlink, "{v:?}");
+            assert_eq!(link.symlink_target().unwrap().to_string(), "t/sub/real.txt", "{v:?}");
+            // A dangling link is kept as a link; the parser points it at itself.
+            let dangling = m.files().iter().find(|f| f.path().to_string() == "t/dangling").unwrap();
+            assert_eq!(dangling.symlink_target().unwrap().to_string(), "t/dangling");
+            // Followed, it has nothing to hash and is left out.
+            let followed = TorrentBuilder::new(v).build_path(&d.join("t"), &mut |_, _| {}).unwrap();
+            let mf = crate::Metainfo::parse(&followed).unwrap();
+            assert!(mf.files().iter().all(|f| f.path().to_string() != "t/dangling"));
+            // A link leaving the torrent is stored as the file it points to.
+            if let Some(o) = m.files().iter().find(|f| f.path().to_string() == "t/outside") {
+                assert!(!o.attributes().symlink);
+            }
+        }
+        let _ = fs::remove_dir_all(&d);
+    }
 }
 
 #[derive(Default)]

@@ -809,21 +809,25 @@ fn parse_v1_file<'a>(ctx: &Ctx<'_>, f: Node<'_, 'a>, i: usize, name: &str) -> Re
     };
     let (raw, path) = match path_node {
         Some(p) => {
-            let elems = string_list(p).ok_or_else(bad_path)?;
-            if elems.len() > ctx.limits.max_path_depth {
+            let list = p.as_list().ok_or_else(bad_path)?;
+            if list.len() > ctx.limits.max_path_depth {
                 return Err(Error::InvalidPath { field: format!("info.files[{i}].path") });
             }
-            if elems.is_empty() {
+            if list.is_empty() {
                 if !attributes.pad {
                     return Err(bad_path());
                 }
                 (Vec::new(), vec![".pad".to_owned(), length.to_string()])
             } else {
-                let mut comps = vec![name.to_owned()];
-                for e in &elems {
+                let mut raw = Vec::with_capacity(list.len());
+                let mut comps = Vec::with_capacity(list.len() + 1);
+                comps.push(name.to_owned());
+                for e in list.iter() {
+                    let e = e.as_bytes().ok_or_else(bad_path)?;
                     append_element(&mut comps, e, true);
+                    raw.push(Cow::Borrowed(e));
                 }
-                (elems.into_iter().map(Cow::Borrowed).collect(), comps)
+                (raw, comps)
             }
         }
         None if attributes.pad => (Vec::new(), vec![".pad".to_owned(), length.to_string()]),

@@ -14,6 +14,9 @@ use piecework_metainfo::merkle::{self, MerkleHash};
 use piecework_metainfo::{BLOCK_SIZE, FileEntry, Metainfo, PieceIndex};
 use sha1::{Digest as _, Sha1};
 
+/// Bytes read at a time while verifying v1 pieces.
+const CHUNK: usize = 1 << 20;
+
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
     /// The .torrent file.
@@ -179,7 +182,8 @@ fn verify_v1(
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
-                let mut buf = vec![0u8; pl as usize];
+                // A fixed buffer, whatever the piece length the torrent claims.
+                let mut buf = vec![0u8; CHUNK];
                 let mut cache = HashMap::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed) as u64;
@@ -187,29 +191,36 @@ fn verify_v1(
                         return;
                     }
                     let off = i * pl;
-                    let len = (total - off).min(pl) as usize;
+                    let len = (total - off).min(pl);
                     let mut ok = true;
+                    let mut hasher = Sha1::new();
                     // The first file that ends after `off`.
                     let mut fi = files.partition_point(|f| f.offset() + f.length() <= off);
-                    let mut pos = 0usize;
+                    let mut pos = 0u64;
                     while pos < len && fi < files.len() {
                         let f = &files[fi];
-                        let start = off + pos as u64 - f.offset();
-                        let take = ((f.length() - start) as usize).min(len - pos);
-                        let chunk = &mut buf[pos..pos + take];
-                        if f.is_pad() {
-                            chunk.fill(0);
-                        } else if !read_at(&mut cache, fi, &loc.locate(f), start, chunk) {
-                            ok = false;
+                        let start = off + pos - f.offset();
+                        let take = (f.length() - start).min(len - pos);
+                        let mut done = 0u64;
+                        while done < take {
+                            let n = ((take - done) as usize).min(CHUNK);
+                            let chunk = &mut buf[..n];
+                            if f.is_pad() {
+                                chunk.fill(0);
+                            } else if !read_at(&mut cache, fi, &loc.locate(f), start + done, chunk) {
+                                ok = false;
+                            }
+                            hasher.update(&*chunk);
+                            done += n as u64;
                         }
                         pos += take;
                         fi += 1;
                     }
-                    let digest: [u8; 20] = Sha1::digest(&buf[..len]).into();
+                    let digest: [u8; 20] = hasher.finalize().into();
                     if !ok || m.piece_hash_v1(PieceIndex::new(i as u32)) != Some(digest) {
                         bad.lock().map(|mut b| b.push(i)).ok();
                     }
-                    bar.inc(len as u64);
+                    bar.inc(len);
                 }
             });
         }
@@ -253,23 +264,34 @@ fn verify_v2(
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
-                let mut buf = vec![0u8; pl as usize];
+                let mut buf = vec![0u8; BLOCK_SIZE as usize];
                 let mut cache = HashMap::new();
                 loop {
                     let u = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&(fi, j, _)) = units.get(u) else { return };
                     let f = &files[fi];
                     let off = j * pl;
-                    let len = (f.length() - off).min(pl) as usize;
-                    if read_at(&mut cache, fi, &loc.locate(f), off, &mut buf[..len]) {
-                        let leaves: Vec<MerkleHash> =
-                            buf[..len].chunks(BLOCK_SIZE as usize).map(merkle::leaf_hash).collect();
+                    let len = (f.length() - off).min(pl);
+                    // One 16 KiB block at a time: leaves only, never a whole piece in memory.
+                    let mut leaves: Vec<MerkleHash> = Vec::new();
+                    let mut done = 0u64;
+                    let mut ok = true;
+                    while done < len {
+                        let n = ((len - done) as usize).min(BLOCK_SIZE as usize);
+                        if !read_at(&mut cache, fi, &loc.locate(f), off + done, &mut buf[..n]) {
+                            ok = false;
+                            break;
+                        }
+                        leaves.push(merkle::leaf_hash(&buf[..n]));
+                        done += n as u64;
+                    }
+                    if ok {
                         let width = if f.length() <= pl { 1 } else { pl / u64::from(BLOCK_SIZE) };
                         if let Ok(mut h) = hashes[u].lock() {
                             *h = Some(merkle::root_from_nodes(&leaves, 0, width));
                         }
                     }
-                    bar.inc(len as u64);
+                    bar.inc(len);
                 }
             });
         }
