@@ -111,8 +111,9 @@ pub struct ExtendedHandshake {
     pub reqq: Option<u32>,
     /// `metadata_size` (BEP 9): size of the info dictionary in bytes.
     pub metadata_size: Option<u64>,
-    /// `upload_only` (BEP 21): the sender only uploads (is a seed or a partial seed).
-    pub upload_only: Option<bool>,
+    /// `upload_only` (BEP 21): non-zero when the sender only uploads (a seed or a partial
+    /// seed). Kept as sent so it re-encodes exactly; see [`is_upload_only`](Self::is_upload_only).
+    pub upload_only: Option<i64>,
     /// Every other key, with its raw bencoded value.
     pub unknown: Vec<(Bytes, Bytes)>,
 }
@@ -123,6 +124,11 @@ impl ExtendedHandshake {
     /// The id the sender assigned to extension `name`, if enabled (non-zero).
     pub fn extension_id(&self, name: &[u8]) -> Option<u8> {
         self.extensions.iter().find(|(n, _)| n == name).map(|(_, id)| *id).filter(|id| *id != 0)
+    }
+
+    /// Whether `upload_only` is present and non-zero.
+    pub fn is_upload_only(&self) -> bool {
+        self.upload_only.is_some_and(|u| u != 0)
     }
 
     /// `v` as text, if it is UTF-8.
@@ -140,14 +146,22 @@ impl ExtendedHandshake {
         let doc = options(opts).decode(payload).map_err(|source| Error::Bencode { message: HS, source })?;
         let d = root_dict(&doc, HS)?;
         let mut hs = ExtendedHandshake::default();
+        // Lenient input may repeat keys: the first occurrence wins, as in lookups.
+        let mut seen = std::collections::HashSet::new();
         for (key, node) in d.iter() {
+            if !seen.insert(key) {
+                continue;
+            }
             match key {
                 b"m" => {
                     let m = node.as_dict().ok_or(Error::Extension { message: HS, field: "m" })?;
+                    let mut names = std::collections::HashSet::new();
                     for (name, id) in m.iter() {
                         let id = id.as_int().and_then(|i| u8::try_from(i).ok());
                         let id = id.ok_or(Error::Extension { message: HS, field: "m" })?;
-                        hs.extensions.push((payload.slice_ref(name), id));
+                        if names.insert(name) {
+                            hs.extensions.push((payload.slice_ref(name), id));
+                        }
                     }
                 }
                 b"p" => hs.port = int_in(&d, "p", HS)?,
@@ -168,7 +182,7 @@ impl ExtendedHandshake {
                 }
                 b"reqq" => hs.reqq = int_in(&d, "reqq", HS)?,
                 b"metadata_size" => hs.metadata_size = int_in(&d, "metadata_size", HS)?,
-                b"upload_only" => hs.upload_only = int(&d, "upload_only", HS)?.map(|i| i != 0),
+                b"upload_only" => hs.upload_only = int(&d, "upload_only", HS)?,
                 _ => hs.unknown.push((payload.slice_ref(key), payload.slice_ref(node.raw()))),
             }
         }
@@ -228,7 +242,7 @@ impl ExtendedHandshake {
             ));
         }
         if let Some(u) = self.upload_only {
-            items.push((b"upload_only", V::Int(u.into())));
+            items.push((b"upload_only", V::Int(u)));
         }
         for (k, v) in &self.unknown {
             items.push((k, V::Raw(v)));
@@ -591,10 +605,34 @@ mod tests {
         assert_eq!(hs.port, Some(6881));
         assert_eq!(hs.reqq, Some(500));
         assert_eq!(hs.metadata_size, Some(1000));
-        assert_eq!(hs.upload_only, Some(true));
+        assert_eq!(hs.upload_only, Some(1));
+        assert!(hs.is_upload_only());
         assert_eq!(hs.client_str(), Some("libtorrent/2.0"));
         assert_eq!(hs.your_ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         assert_eq!(hs.unknown, [(Bytes::from_static(b"complete_ago"), Bytes::from_static(b"i-1e"))]);
+        let mut out = Vec::new();
+        hs.encode(&mut out).unwrap();
+        assert_eq!(out, &wire[..]);
+    }
+
+    #[test]
+    fn lenient_repeated_keys_keep_the_first_and_still_encode() {
+        // Regression (fuzz): repeated `m` names or top-level keys made encode fail.
+        let wire = Bytes::from_static(b"d1:pi2e1:md1:bi2e1:ai1e1:ai9ee1:pi1e3:zzzi1e3:zzzi2ee");
+        let hs = ExtendedHandshake::decode_with(&wire, &DecodeOptions::lenient()).unwrap();
+        assert_eq!(hs.port, Some(2));
+        assert_eq!(hs.extension_id(b"a"), Some(1));
+        assert_eq!(hs.unknown.len(), 1);
+        let mut out = Vec::new();
+        hs.encode(&mut out).unwrap();
+        assert_eq!(out, b"d1:md1:ai1e1:bi2ee1:pi2e3:zzzi1ee");
+    }
+
+    #[test]
+    fn upload_only_keeps_its_value() {
+        // Regression (fuzz): `upload_only` was stored as a bool, so `i11e` re-encoded as `i1e`.
+        let wire = Bytes::from_static(b"d11:upload_onlyi11ee");
+        let hs = ExtendedHandshake::decode(&wire).unwrap();
         let mut out = Vec::new();
         hs.encode(&mut out).unwrap();
         assert_eq!(out, &wire[..]);

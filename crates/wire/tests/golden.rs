@@ -201,7 +201,7 @@ fn extension_handshake_vector() {
     assert_eq!(hs.client_str(), Some("piecework 0.1"));
     assert_eq!(hs.reqq, Some(250));
     assert_eq!(hs.metadata_size, Some(31235));
-    assert_eq!(hs.upload_only, Some(true));
+    assert_eq!(hs.upload_only, Some(1));
     assert_eq!(hs.your_ip, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
     assert_eq!(hs.ipv4, Some(Ipv4Addr::new(10, 0, 0, 1)));
     assert_eq!(hs.ipv6, Some(Ipv6Addr::LOCALHOST));
