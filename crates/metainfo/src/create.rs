@@ -289,7 +289,8 @@ impl TorrentBuilder {
     }
 
     /// Makes a multi-file torrent named `name` from the given files (in the order given for
-    /// v1; sorted for v2 and hybrid).
+    /// v1; sorted for v2 and hybrid). A v2-only torrent whose tree holds a single top-level file
+    /// reads back as a single-file torrent (BEP 52 has no other way to say it).
     pub fn build_files(
         &self,
         name: &str,

@@ -116,6 +116,62 @@ fn created_torrents_parse_back_with_right_hashes() {
     }
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+    /// Any set of files, any format: the torrent parses back, v1 pieces hash the payload as
+    /// laid out, and each v2 root is the merkle root of its file.
+    #[test]
+    fn any_files_roundtrip(
+        files in proptest::collection::btree_map("[a-c]{1,2}(/[a-c]{1,2})?", 0usize..40_000, 1..6),
+        version in proptest::sample::select(vec![Version::V1, Version::V2, Version::Hybrid]),
+        pl_log in 14u32..16,
+    ) {
+        let pl = 1u64 << pl_log;
+        // Keep only paths that are not also a directory of another path.
+        let paths: Vec<(Vec<String>, Vec<u8>)> = files
+            .iter()
+            .filter(|(p, _)| !files.keys().any(|q| q.starts_with(&format!("{p}/"))))
+            .enumerate()
+            .map(|(i, (p, len))| (p.split('/').map(str::to_owned).collect(), data(*len, i as u8)))
+            .collect();
+        let total: usize = paths.iter().map(|(_, d)| d.len()).sum();
+        proptest::prop_assume!(total > 0);
+        let inputs = paths.iter().map(|(p, d)| InputFile::from_reader(p.clone(), d.len() as u64, Cursor::new(d.clone()))).collect();
+        let bytes = TorrentBuilder::new(version).piece_length(Some(pl)).creation_date(None).build_files("r", inputs, &mut |_, _| {}).unwrap();
+        let m = Metainfo::parse(&bytes).unwrap();
+        proptest::prop_assert_eq!(m.version(), version);
+        let mut sorted = paths.clone();
+        if version != Version::V1 {
+            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        let real: Vec<_> = m.files().iter().filter(|f| !f.is_pad()).collect();
+        proptest::prop_assert_eq!(real.len(), sorted.len());
+        let mut payload = Vec::new();
+        for (f, (p, d)) in real.iter().zip(&sorted) {
+            // A v2 tree holding one top-level file is a single-file torrent (BEP 52): no folder.
+            let skip = usize::from(m.is_multi_file());
+            proptest::prop_assert_eq!(&f.path().components()[skip..], &p[..]);
+            proptest::prop_assert_eq!(f.length(), d.len() as u64);
+            if version != Version::V1 {
+                let mut h = FileHasher::new(pl).unwrap();
+                h.update(d);
+                let root = h.finish().0;
+                proptest::prop_assert_eq!(f.pieces_root(), root.as_ref());
+            }
+            payload.extend_from_slice(d);
+            if version == Version::Hybrid && !(payload.len() as u64).is_multiple_of(pl) {
+                payload.resize((payload.len() as u64).div_ceil(pl) as usize * pl as usize, 0);
+            }
+        }
+        if version != Version::V2 {
+            for (i, chunk) in payload.chunks(pl as usize).enumerate() {
+                let want: [u8; 20] = Sha1::digest(chunk).into();
+                proptest::prop_assert_eq!(m.piece_hash_v1(PieceIndex::new(i as u32)), Some(want));
+            }
+        }
+    }
+}
+
 #[test]
 fn bad_options_are_refused() {
     let f = || vec![InputFile::from_reader(vec!["x".into()], 3, Cursor::new(vec![1, 2, 3]))];
