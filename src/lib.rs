@@ -2,11 +2,17 @@
 //!
 //! Building blocks for peer-to-peer and large-file transfer, as one facade over the workspace's
 //! crates. Each crate is re-exported as a module behind a default-on feature, so
-//! `piecework::bencode` is `piecework-bencode`.
+//! `piecework::bencode` is `piecework-bencode`, `piecework::metainfo` is `piecework-metainfo`,
+//! and so on. Depend on the member crates directly to pull in less.
 //!
 //! | module | crate | what it is |
 //! |---|---|---|
 //! | [`bencode`] | `piecework-bencode` | zero-copy, strict-by-default bencode with raw spans and limits |
+//! | [`metainfo`] | `piecework-metainfo` | .torrent v1, v2 and hybrid; info-hashes; magnet links; creation |
+//! | [`wire`] | `piecework-wire` | the peer-wire protocol codec (BEP 3/5/6/9/10/11/52), sans-IO |
+//! | [`storage`] | `piecework-storage` | pieces on disk: file mapping, verification, resume, recheck |
+//! | [`tracker`] | `piecework-tracker` | HTTP and UDP tracker clients (BEP 3/7/15/23/48) |
+//! | [`upload`] | `piecework-upload` | resumable chunked uploads (tus 1.0), share links |
 //!
 //! ```
 //! let doc = piecework::bencode::decode(b"d4:spaml1:a1:bee")?;
@@ -15,7 +21,8 @@
 //! ```
 //!
 //! ## Feature flags
-//! - `bencode` (default): re-export `piecework-bencode`.
+//! - `bencode`, `metainfo`, `wire`, `storage`, `tracker`, `upload` (all default): re-export the
+//!   crate of that name.
 //! - `serde`: serde support in the re-exported crates.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -23,3 +30,18 @@
 #[cfg(feature = "bencode")]
 #[doc(inline)]
 pub use piecework_bencode as bencode;
+#[cfg(feature = "metainfo")]
+#[doc(inline)]
+pub use piecework_metainfo as metainfo;
+#[cfg(feature = "storage")]
+#[doc(inline)]
+pub use piecework_storage as storage;
+#[cfg(feature = "tracker")]
+#[doc(inline)]
+pub use piecework_tracker as tracker;
+#[cfg(feature = "upload")]
+#[doc(inline)]
+pub use piecework_upload as upload;
+#[cfg(feature = "wire")]
+#[doc(inline)]
+pub use piecework_wire as wire;

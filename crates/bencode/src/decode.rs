@@ -20,7 +20,7 @@ pub const MAX_INPUT_LEN: usize = u32::MAX as usize - 1;
 
 /// Inline stack frames before the parser spills to the heap; validating typical documents
 /// then allocates nothing.
-const INLINE_FRAMES: usize = 24;
+const INLINE_FRAMES: usize = 8;
 
 /// How to decode: strictness and limits. Build one, keep it, reuse it.
 ///
@@ -121,9 +121,11 @@ impl DecodeOptions {
     /// the metadata piece right after the dictionary).
     pub fn decode_prefix<'a>(&self, input: &'a [u8]) -> Result<(Document<'a>, usize), Error> {
         self.check_len(input)?;
-        // A value needs at least two bytes (`0:`, `le`, `i0e` ...), so this never over-reserves
-        // by more than the input itself could justify.
-        let guess = (input.len() / 12 + 4).min(self.max_tokens);
+        // A value takes at least two bytes (`0:`, `le`), so `len / 2 + 1` tokens always suffice:
+        // small inputs (messages) get that, one allocation and no regrowth; large ones start
+        // from a typical density and grow, so a big string is not paid for in tape.
+        let guess = if input.len() <= 4096 { input.len() / 2 + 1 } else { input.len() / 12 + 4 };
+        let guess = guess.min(self.max_tokens);
         let mut tape = Tape { tokens: Vec::with_capacity(guess) };
         let end = parse(input, 0, self, &mut tape)?;
         Ok((Document { input, tokens: tape.tokens }, end))
@@ -145,6 +147,58 @@ impl DecodeOptions {
             return Err(Error::InputTooLarge { len: input.len(), limit: self.max_input_len });
         }
         Ok(())
+    }
+}
+
+/// A decoder that keeps its tape between calls, so a connection decoding message after
+/// message (extension handshakes, tracker responses) allocates once rather than per message.
+///
+/// ```
+/// use piecework_bencode::{DecodeOptions, Decoder};
+/// let mut decoder = Decoder::new(DecodeOptions::new());
+/// for msg in [&b"d1:pi6881ee"[..], b"d4:reqqi250ee"] {
+///     let root = decoder.decode(msg)?;
+///     assert_eq!(root.as_dict().unwrap().len(), 1);
+/// }
+/// # Ok::<(), piecework_bencode::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Decoder {
+    options: DecodeOptions,
+    tokens: Vec<Token>,
+}
+
+impl Decoder {
+    /// A decoder applying `options` to every input.
+    pub fn new(options: DecodeOptions) -> Self {
+        Decoder { options, tokens: Vec::new() }
+    }
+
+    /// Decodes exactly one value spanning `input`; the result borrows the decoder until the
+    /// next call.
+    pub fn decode<'s, 'a>(&'s mut self, input: &'a [u8]) -> Result<Node<'s, 'a>, Error> {
+        let (root, end) = self.decode_prefix(input)?;
+        if end != input.len() {
+            return Err(Error::TrailingData { offset: end });
+        }
+        Ok(root)
+    }
+
+    /// Decodes one value from the start of `input` and returns it with the offset where it
+    /// ended (see [`DecodeOptions::decode_prefix`]).
+    pub fn decode_prefix<'s, 'a>(&'s mut self, input: &'a [u8]) -> Result<(Node<'s, 'a>, usize), Error> {
+        self.options.check_len(input)?;
+        self.tokens.clear();
+        let mut tape = Tape { tokens: core::mem::take(&mut self.tokens) };
+        let result = parse(input, 0, &self.options, &mut tape);
+        self.tokens = tape.tokens;
+        let end = result?;
+        Ok((Node { input, tokens: &self.tokens, idx: 0 }, end))
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &DecodeOptions {
+        &self.options
     }
 }
 
@@ -604,15 +658,6 @@ impl FrameStack {
     }
 
     #[inline(always)]
-    fn top(&mut self) -> Option<&mut Frame> {
-        match self.len {
-            0 => None,
-            n if n <= INLINE_FRAMES => Some(&mut self.inline[n - 1]),
-            _ => self.spill.last_mut(),
-        }
-    }
-
-    #[inline(always)]
     fn pop(&mut self) -> Option<Frame> {
         match self.len {
             0 => None,
@@ -638,45 +683,47 @@ pub(crate) fn skip_value(input: &[u8], start: usize, opts: &DecodeOptions) -> Re
 fn parse<S: Sink>(input: &[u8], start: usize, opts: &DecodeOptions, sink: &mut S) -> Result<usize, Error> {
     let len = input.len();
     let mut pos = start;
-    let mut stack = FrameStack { inline: [Frame::default(); INLINE_FRAMES], len: 0, spill: Vec::new() };
+    // The innermost open container lives in `cur` (valid while `depth > 0`); the ones around it
+    // wait on `outer`, touched only when a container opens or closes.
+    let mut depth = 0usize;
+    let mut cur = Frame::default();
+    let mut outer = FrameStack { inline: [Frame::default(); INLINE_FRAMES], len: 0, spill: Vec::new() };
     loop {
         let Some(&b) = input.get(pos) else {
             return Err(Error::UnexpectedEnd { offset: len });
         };
 
-        if b == b'e' {
-            let Some(frame) = stack.pop() else {
-                return Err(Error::UnexpectedByte { offset: pos, byte: b });
-            };
-            if frame.dict && frame.count % 2 == 1 {
-                return Err(Error::MissingValue { offset: pos });
+        if depth > 0 {
+            if b == b'e' {
+                if cur.dict && cur.count % 2 == 1 {
+                    return Err(Error::MissingValue { offset: pos });
+                }
+                pos += 1;
+                sink.close(cur.token as usize, pos as u32, cur.count);
+                depth -= 1;
+                if depth == 0 {
+                    return Ok(pos);
+                }
+                // Invariant: `outer` holds exactly `depth` frames here.
+                cur = outer.pop().unwrap_or_default();
+                continue;
             }
-            pos += 1;
-            sink.close(frame.token as usize, pos as u32, frame.count);
-            if stack.len == 0 {
-                return Ok(pos);
-            }
-            continue;
-        }
-
-        // A new value starts here: account for it in the parent.
-        if let Some(parent) = stack.top() {
-            if parent.dict && parent.count % 2 == 0 {
+            if cur.dict && cur.count % 2 == 0 {
                 if !b.is_ascii_digit() {
                     return Err(Error::KeyNotString { offset: pos });
                 }
                 let (payload, end) = parse_string(input, pos, opts.lenient)?;
-                if !opts.lenient && parent.count > 0 {
-                    let prev = &input[parent.key_start as usize..parent.key_end as usize];
-                    match prev.cmp(&input[payload..end]) {
+                if !opts.lenient && cur.count > 0 {
+                    let prev = &input[cur.key_start as usize..cur.key_end as usize];
+                    match compare_keys(prev, &input[payload..end]) {
                         core::cmp::Ordering::Less => {}
                         core::cmp::Ordering::Equal => return Err(Error::DuplicateKey { offset: pos }),
                         core::cmp::Ordering::Greater => return Err(Error::UnsortedKey { offset: pos }),
                     }
                 }
-                parent.key_start = payload as u32;
-                parent.key_end = end as u32;
-                parent.count += 1;
+                cur.key_start = payload as u32;
+                cur.key_end = end as u32;
+                cur.count += 1;
                 push_checked(
                     sink,
                     opts,
@@ -686,7 +733,7 @@ fn parse<S: Sink>(input: &[u8], start: usize, opts: &DecodeOptions, sink: &mut S
                 pos = end;
                 continue;
             }
-            parent.count += 1;
+            cur.count += 1;
         }
 
         match b {
@@ -711,19 +758,39 @@ fn parse<S: Sink>(input: &[u8], start: usize, opts: &DecodeOptions, sink: &mut S
                 pos = end;
             }
             b'l' | b'd' => {
-                if stack.len >= opts.max_depth {
+                if depth >= opts.max_depth {
                     return Err(Error::DepthExceeded { offset: pos, limit: opts.max_depth });
                 }
                 let idx = push_checked(sink, opts, pos, Token { start: pos as u32, end: 0, aux: 0 })?;
-                stack.push(Frame { token: idx as u32, count: 0, key_start: 0, key_end: 0, dict: b == b'd' });
+                if depth > 0 {
+                    outer.push(cur);
+                }
+                cur = Frame { token: idx as u32, count: 0, key_start: 0, key_end: 0, dict: b == b'd' };
+                depth += 1;
                 pos += 1;
                 continue;
             }
             _ => return Err(Error::UnexpectedByte { offset: pos, byte: b }),
         }
-        if stack.len == 0 {
+        if depth == 0 {
             return Ok(pos);
         }
+    }
+}
+
+/// Byte-wise key order; short keys (the usual case) are compared inline rather than through
+/// a `memcmp` call.
+#[inline(always)]
+fn compare_keys(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
+    if a.len() <= 16 && b.len() <= 16 {
+        for (x, y) in a.iter().zip(b) {
+            if x != y {
+                return x.cmp(y);
+            }
+        }
+        a.len().cmp(&b.len())
+    } else {
+        a.cmp(b)
     }
 }
 

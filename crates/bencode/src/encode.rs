@@ -6,14 +6,16 @@ use crate::Error;
 
 /// Number of decimal characters (sign included) of `i`.
 pub(crate) fn encoded_int_len(i: i64) -> usize {
-    let mut n = i.unsigned_abs();
-    let mut len = usize::from(i < 0) + 1;
-    while n >= 10 {
-        n /= 10;
-        len += 1;
-    }
-    len
+    let n = i.unsigned_abs();
+    usize::from(i < 0) + n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
+
+/// "00" "01" ... "99": two digits per division.
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
 
 /// Writes `i` in decimal without a heap allocation.
 #[inline]
@@ -21,13 +23,19 @@ fn put_decimal<B: BufMut + ?Sized>(buf: &mut B, i: i64) {
     let mut tmp = [0u8; 20];
     let mut pos = tmp.len();
     let mut n = i.unsigned_abs();
-    loop {
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        pos -= 2;
+        tmp[pos..pos + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        pos -= 2;
+        tmp[pos..pos + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
         pos -= 1;
-        tmp[pos] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+        tmp[pos] = b'0' + n as u8;
     }
     if i < 0 {
         buf.put_u8(b'-');

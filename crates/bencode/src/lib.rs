@@ -52,7 +52,7 @@ mod serde_impl;
 mod value;
 
 pub use decode::{
-    Children, DEFAULT_MAX_DEPTH, DEFAULT_MAX_INPUT_LEN, DEFAULT_MAX_TOKENS, DecodeOptions, DictNode,
+    Children, DEFAULT_MAX_DEPTH, DEFAULT_MAX_INPUT_LEN, DEFAULT_MAX_TOKENS, DecodeOptions, Decoder, DictNode,
     Document, Entries, Kind, ListNode, MAX_INPUT_LEN, Node, SharedDocument, decode, decode_prefix, validate,
 };
 pub use encode::Encoder;

@@ -83,10 +83,12 @@ impl<'de> Deserializer<'de> {
         self.pos
     }
 
+    #[inline]
     fn peek(&self) -> Result<u8, Error> {
         self.input.get(self.pos).copied().ok_or(Error::UnexpectedEnd { offset: self.input.len() })
     }
 
+    #[inline]
     fn read_int(&mut self) -> Result<i64, Error> {
         match self.peek()? {
             b'i' => {
@@ -98,6 +100,7 @@ impl<'de> Deserializer<'de> {
         }
     }
 
+    #[inline]
     fn read_bytes(&mut self) -> Result<&'de [u8], Error> {
         match self.peek()? {
             b'0'..=b'9' => {
@@ -109,6 +112,7 @@ impl<'de> Deserializer<'de> {
         }
     }
 
+    #[inline]
     fn read_str(&mut self) -> Result<&'de str, Error> {
         let at = self.pos;
         let b = self.read_bytes()?;
@@ -144,6 +148,18 @@ impl<'de> Deserializer<'de> {
     /// Skips one value (validating it under the same rules) and returns its span.
     fn skip(&mut self) -> Result<Range<usize>, Error> {
         let start = self.pos;
+        // Scalars (most skipped fields) need no container walk.
+        match self.peek()? {
+            b'0'..=b'9' => {
+                self.read_bytes()?;
+                return Ok(start..self.pos);
+            }
+            b'i' => {
+                self.read_int()?;
+                return Ok(start..self.pos);
+            }
+            _ => {}
+        }
         let remaining_depth = self.opts.depth_limit().saturating_sub(self.depth);
         let end = skip_value(self.input, start, &self.opts.max_depth(remaining_depth))?;
         self.pos = end;
@@ -298,11 +314,8 @@ impl<'de> de::Deserializer<'de> for &mut Deserializer<'de> {
     }
 
     fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        let b = self.read_bytes()?;
-        match core::str::from_utf8(b) {
-            Ok(s) => visitor.visit_borrowed_str(s),
-            Err(_) => visitor.visit_borrowed_bytes(b),
-        }
+        // Derived field and variant visitors match on bytes: no UTF-8 check needed.
+        visitor.visit_borrowed_bytes(self.read_bytes()?)
     }
 
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
@@ -358,9 +371,9 @@ impl<'de> de::MapAccess<'de> for MapAccess<'_, 'de> {
             }
         }
         self.prev_key = Some(key);
-        self.de.pos = at;
         self.pending_value = true;
-        seed.deserialize(&mut *self.de).map(Some)
+        // Hand the seed the key already read instead of parsing it a second time.
+        seed.deserialize(KeyDeserializer { key, offset: at }).map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Error> {
@@ -371,6 +384,64 @@ impl<'de> de::MapAccess<'de> for MapAccess<'_, 'de> {
             return Err(Error::MissingValue { offset: self.de.pos });
         }
         seed.deserialize(&mut *self.de)
+    }
+}
+
+/// Deserializes a dictionary key that has already been read.
+struct KeyDeserializer<'de> {
+    key: &'de [u8],
+    offset: usize,
+}
+
+impl<'de> de::Deserializer<'de> for KeyDeserializer<'de> {
+    type Error = Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_borrowed_bytes(self.key)
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        visitor.visit_borrowed_bytes(self.key)
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        match core::str::from_utf8(self.key) {
+            Ok(s) => visitor.visit_borrowed_str(s),
+            Err(_) => Err(Error::Custom {
+                message: "dictionary key is not valid UTF-8".into(),
+                offset: Some(self.offset),
+            }),
+        }
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        self.deserialize_str(visitor)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, Error> {
+        let s = core::str::from_utf8(self.key).map_err(|_| Error::Custom {
+            message: "dictionary key is not valid UTF-8".into(),
+            offset: Some(self.offset),
+        })?;
+        visitor.visit_enum(s.into_deserializer())
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char bytes byte_buf option unit
+        unit_struct seq tuple tuple_struct map struct ignored_any
     }
 }
 
@@ -621,51 +692,97 @@ impl<'o> Serializer<'o> {
     }
 }
 
-/// Collects a dictionary's entries (encoded into one scratch buffer), then writes them sorted.
+/// Writes a dictionary's entries straight to the output. Entries almost always arrive in key
+/// order (derived structs list fields alphabetically more often than not, and sorted maps are
+/// sorted); when one does not, the entries written so far are re-read and rewritten sorted at
+/// the end, so the common case copies nothing.
 #[doc(hidden)]
 pub struct DictSer<'s, 'o> {
     ser: &'s mut Serializer<'o>,
-    scratch: Vec<u8>,
-    /// (key payload span, value span) in `scratch`.
-    entries: Vec<(Range<usize>, Range<usize>)>,
-    key: Option<Range<usize>>,
-    /// `Some` for an enum variant: the dictionary is wrapped in `d<variant>...e`.
-    variant: Option<&'static str>,
+    /// Where the entries start in the output (right after the `d`).
+    start: usize,
+    /// Payload span of the previous key in the output.
+    prev_key: Option<Range<usize>>,
+    sorted: bool,
+    /// The map API's pending key, serialized but not yet written.
+    key: Vec<u8>,
+    has_key: bool,
+    variant: bool,
 }
 
 impl<'s, 'o> DictSer<'s, 'o> {
     fn new(ser: &'s mut Serializer<'o>, variant: Option<&'static str>) -> Self {
-        DictSer { ser, scratch: Vec::new(), entries: Vec::new(), key: None, variant }
-    }
-
-    fn push_value<T: Serialize + ?Sized>(&mut self, key: Range<usize>, value: &T) -> Result<(), Error> {
-        let start = self.scratch.len();
-        value.serialize(&mut Serializer { out: &mut self.scratch })?;
-        // A `None` writes nothing: leave the entry out.
-        if self.scratch.len() > start {
-            self.entries.push((key, start..self.scratch.len()));
-        }
-        Ok(())
-    }
-
-    fn finish(self) -> Result<(), Error> {
-        let DictSer { ser, scratch, mut entries, variant, .. } = self;
-        entries.sort_by(|a, b| scratch[a.0.clone()].cmp(&scratch[b.0.clone()]));
-        if entries.windows(2).any(|w| scratch[w[0].0.clone()] == scratch[w[1].0.clone()]) {
-            return Err(Error::EncoderKeyOrder);
-        }
         if let Some(v) = variant {
             ser.out.push(b'd');
             put_bytes(ser.out, v.as_bytes());
         }
         ser.out.push(b'd');
-        for (k, v) in entries {
-            put_bytes(ser.out, &scratch[k]);
-            ser.out.extend_from_slice(&scratch[v]);
+        let start = ser.out.len();
+        DictSer {
+            ser,
+            start,
+            prev_key: None,
+            sorted: true,
+            key: Vec::new(),
+            has_key: false,
+            variant: variant.is_some(),
         }
-        ser.out.push(b'e');
-        if variant.is_some() {
-            ser.out.push(b'e');
+    }
+
+    fn entry<T: Serialize + ?Sized>(&mut self, key: &[u8], value: &T) -> Result<(), Error> {
+        let entry_start = self.ser.out.len();
+        put_bytes(self.ser.out, key);
+        let key_span = self.ser.out.len() - key.len()..self.ser.out.len();
+        let value_start = self.ser.out.len();
+        value.serialize(&mut *self.ser)?;
+        if self.ser.out.len() == value_start {
+            // A `None` writes nothing: leave the whole entry out.
+            self.ser.out.truncate(entry_start);
+            return Ok(());
+        }
+        if let Some(prev) = &self.prev_key {
+            match self.ser.out[prev.clone()].cmp(&self.ser.out[key_span.clone()]) {
+                core::cmp::Ordering::Less => {}
+                core::cmp::Ordering::Equal => return Err(Error::EncoderKeyOrder),
+                core::cmp::Ordering::Greater => self.sorted = false,
+            }
+        }
+        self.prev_key = Some(key_span);
+        Ok(())
+    }
+
+    /// Rewrites the entries after `start` in key order.
+    fn sort_entries(&mut self) -> Result<(), Error> {
+        let body = self.ser.out.split_off(self.start);
+        // Our own output, so strict rules hold; limits are lifted because the caller's data,
+        // not an attacker's, decided its shape.
+        let opts =
+            DecodeOptions::new().max_depth(usize::MAX).max_tokens(usize::MAX).max_input_len(usize::MAX);
+        let mut entries = Vec::new();
+        let mut pos = 0;
+        while pos < body.len() {
+            let (payload, key_end) = parse_string(&body, pos, false)?;
+            let value_end = skip_value(&body, key_end, &opts)?;
+            entries.push((payload..key_end, pos..value_end));
+            pos = value_end;
+        }
+        entries.sort_by(|a, b| body[a.0.clone()].cmp(&body[b.0.clone()]));
+        if entries.windows(2).any(|w| body[w[0].0.clone()] == body[w[1].0.clone()]) {
+            return Err(Error::EncoderKeyOrder);
+        }
+        for (_, entry) in entries {
+            self.ser.out.extend_from_slice(&body[entry]);
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(), Error> {
+        if !self.sorted {
+            self.sort_entries()?;
+        }
+        self.ser.out.push(b'e');
+        if self.variant {
+            self.ser.out.push(b'e');
         }
         Ok(())
     }
@@ -893,14 +1010,19 @@ impl ser::SerializeMap for DictSer<'_, '_> {
     type Ok = ();
     type Error = Error;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
-        let start = self.scratch.len();
-        key.serialize(KeySerializer { out: &mut self.scratch })?;
-        self.key = Some(start..self.scratch.len());
+        self.key.clear();
+        key.serialize(KeySerializer { out: &mut self.key })?;
+        self.has_key = true;
         Ok(())
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        let key = self.key.take().ok_or(Error::EncoderState("a map value before its key"))?;
-        self.push_value(key, value)
+        if !core::mem::take(&mut self.has_key) {
+            return Err(Error::EncoderState("a map value before its key"));
+        }
+        let key = core::mem::take(&mut self.key);
+        let result = self.entry(&key, value);
+        self.key = key;
+        result
     }
     fn end(self) -> Result<(), Error> {
         self.finish()
@@ -911,9 +1033,7 @@ impl ser::SerializeStruct for DictSer<'_, '_> {
     type Ok = ();
     type Error = Error;
     fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
-        let start = self.scratch.len();
-        self.scratch.extend_from_slice(key.as_bytes());
-        self.push_value(start..self.scratch.len(), value)
+        self.entry(key.as_bytes(), value)
     }
     fn end(self) -> Result<(), Error> {
         self.finish()
