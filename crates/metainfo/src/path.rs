@@ -5,10 +5,11 @@
 //! - `/`, `\` and NUL are removed, and so are the Unicode bidi controls U+200E, U+200F and
 //!   U+202A..U+202E (they disguise extensions);
 //! - control characters and invalid UTF-8 become `_`;
-//! - an element of only dots (`.`, `..`) is dropped, or becomes `_` where an element is required
-//!   (inside a file's `path` list, so a file never collapses onto its directory);
-//! - an empty required element becomes `_`; elements are cut to about 240 bytes, keeping a short
-//!   extension.
+//! - `.` and `..` are dropped;
+//! - an element left empty (only separators, or empty to begin with) becomes `_` inside a
+//!   file's `path` list, and a path left with no element at all becomes `_`, so a file never
+//!   collapses onto its directory;
+//! - elements are cut to about 240 bytes, keeping a short extension.
 //!
 //! The result is always valid UTF-8; the torrent's original bytes stay available on
 //! [`crate::FileEntry::raw_path`].
@@ -96,17 +97,18 @@ fn filtered(c: char) -> bool {
     matches!(c, '/' | '\\' | '\0' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}')
 }
 
-/// Sanitizes one element and appends it to `out`. `required`: an element that must exist
-/// (a `path` list entry) turns into `_` instead of vanishing.
-pub(crate) fn append_element(out: &mut Vec<String>, element: &[u8], required: bool) {
-    if element == b"." && !required {
-        return;
+/// Sanitizes one element and appends it to `out`; returns whether it appended one.
+/// `required`: an element of a `path` list, which turns into `_` when nothing is left of it
+/// (`.` and `..` are dropped all the same).
+pub(crate) fn append_element(out: &mut Vec<String>, element: &[u8], required: bool) -> bool {
+    if element == b"." || element == b".." {
+        return false;
     }
     if element.is_empty() {
         if required {
             out.push("_".to_owned());
         }
-        return;
+        return required;
     }
     // Fast path: plain printable ASCII, short, not only dots.
     if element.len() < MAX_ELEMENT
@@ -115,7 +117,7 @@ pub(crate) fn append_element(out: &mut Vec<String>, element: &[u8], required: bo
         && let Ok(s) = core::str::from_utf8(element)
     {
         out.push(s.to_owned());
-        return;
+        return true;
     }
     let mut s = String::with_capacity(element.len().min(MAX_ELEMENT + 16));
     let mut dots = 0usize;
@@ -156,13 +158,20 @@ pub(crate) fn append_element(out: &mut Vec<String>, element: &[u8], required: bo
             }
         }
     }
-    if s.len() == dots && dots <= 2 {
+    if s.is_empty() {
+        // Nothing but separators (or nothing at all): a required element becomes `_`.
         if required {
             out.push("_".to_owned());
+            return true;
         }
-        return;
+        return false;
+    }
+    if s.len() == dots && dots <= 2 {
+        // `.` and `..` never name anything: dropped, as libtorrent does.
+        return false;
     }
     out.push(s);
+    true
 }
 
 /// Lowercased `a/b/c` form of a path, the key duplicates are found by.
@@ -252,8 +261,9 @@ mod tests {
     #[test]
     fn libtorrent_element_rules() {
         assert_eq!(el(b"..", false), Vec::<String>::new());
-        assert_eq!(el(b"..", true), vec!["_"]);
-        assert_eq!(el(b".", true), vec!["_"]);
+        assert_eq!(el(b"..", true), Vec::<String>::new());
+        assert_eq!(el(b".", true), Vec::<String>::new());
+        assert_eq!(el(b"/..", true), Vec::<String>::new());
         assert_eq!(el(b"/", true), vec!["_"]);
         assert_eq!(el(b"", true), vec!["_"]);
         assert_eq!(el(b"abc/../../def", true), vec!["abc....def"]);

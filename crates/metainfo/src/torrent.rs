@@ -827,6 +827,10 @@ fn parse_v1_file<'a>(ctx: &Ctx<'_>, f: Node<'_, 'a>, i: usize, name: &str) -> Re
                     append_element(&mut comps, e, true);
                     raw.push(Cow::Borrowed(e));
                 }
+                if comps.len() == 1 {
+                    // Every element was `.` or `..`: the file still needs a name of its own.
+                    comps.push("_".to_owned());
+                }
                 (raw, comps)
             }
         }
@@ -887,7 +891,7 @@ fn walk_tree<'a>(
         let d = value.as_dict().ok_or_else(|| Error::InvalidFileTree { field: here() })?;
         let leaf = d.len() == 1 && d.get(b"").is_some();
         raw.push(key);
-        append_element(safe, key, true);
+        let pushed = append_element(safe, key, true);
         if leaf {
             if out.len() >= ctx.limits.max_files {
                 return Err(Error::TooManyFiles { max: ctx.limits.max_files });
@@ -899,7 +903,9 @@ fn walk_tree<'a>(
             walk_tree(ctx, d, raw, safe, depth + 1, out, single, &here())?;
         }
         raw.pop();
-        safe.pop();
+        if pushed {
+            safe.pop();
+        }
     }
     Ok(())
 }
@@ -939,9 +945,13 @@ fn parse_v2_file<'a>(
             .ok_or_else(|| Error::MissingPiecesRoot { field: format!("{at}.pieces root") })?;
         root = Some(r);
     }
+    let mut path = safe.to_vec();
+    if path.is_empty() {
+        path.push("_".to_owned());
+    }
     Ok(V2File {
         raw: raw.to_vec(),
-        path: safe.to_vec(),
+        path,
         length,
         attributes,
         root,

@@ -110,6 +110,7 @@ fn check_facts(file: &str, m: &Metainfo<'_>, input: &[u8]) -> Result<(), String>
     let root0 = m.files().iter().find_map(|f| f.pieces_root()).map(|r| hex(r)).unwrap_or_default();
     let v2 = m.info_hashes().v2().map(|h| h.to_hex()).unwrap_or_default();
     let ok = match file {
+        "parent_path.torrent" => p == ["temp/bar"],
         "slash_path.torrent" => p == ["temp/_/_/bar"],
         "slash_path2.torrent" => p == ["temp/abc....def/_/bar"],
         "slash_path3.torrent" => p == ["temp....abc"],
@@ -278,4 +279,71 @@ fn fuzz_regressions_reencode() {
         assert_eq!(m2.files(), m.files(), "{path:?}");
         assert_eq!(m2.to_bytes(), again, "{path:?}");
     }
+}
+
+/// Differential check against the libtorrent installed here (Debian's 2.0.8): the same
+/// sanitized paths for every `ok` torrent (leaving out the pad files libtorrent implies for v2),
+/// except where the table (current libtorrent) knowingly differs from 2.0.8, or where 2.0.8
+/// lists a hybrid's v2 view.
+#[test]
+fn paths_match_installed_libtorrent() {
+    use std::process::Command;
+    // file -> why 2.0.8 differs from the table we follow.
+    const KNOWN: &[(&str, &str)] = &[
+        ("slash_path.torrent", "2.0.8 drops separator-only elements; the table makes them `_`"),
+        ("slash_path2.torrent", "same"),
+        ("backslash_path.torrent", "same"),
+        ("symlink_filtered_path.torrent", "same"),
+        ("invalid_directory_name.torrent", "same (named in the conformance README)"),
+        ("v2_invalid_filename2.torrent", "2.0.8 collapses a file onto its directory `test`"),
+        ("v2_hybrid.torrent", "2.0.8 lists a hybrid's v2 files (pad names `.pad/N`); we list v1"),
+        ("empty-files-2.torrent", "same: v2 order puts the pad before an empty file"),
+    ];
+    let Some(dir) = shared_dir() else {
+        assert!(!require(), "PIECEWORK_INTEROP=require but shared/ is missing");
+        return eprintln!("SKIP: shared/ not found");
+    };
+    let lt_ok = Command::new("/usr/bin/python3").args(["-c", "import libtorrent"]).output();
+    if !lt_ok.is_ok_and(|o| o.status.success()) {
+        assert!(!require(), "PIECEWORK_INTEROP=require but python3-libtorrent is missing");
+        return eprintln!("SKIP: python3-libtorrent is not installed");
+    }
+    let torrents = dir.join("conformance/libtorrent-torrents");
+    let script = format!(
+        "import libtorrent as lt, os\n\
+         for line in open({tsv:?}):\n    \
+             if line.startswith('#'): continue\n    \
+             f, exp = line.split('\\t')[:2]\n    \
+             if exp != 'ok': continue\n    \
+             ti = lt.torrent_info(os.path.join({dir:?}, f))\n    \
+             fs = ti.files()\n    \
+             keep = [i for i in range(fs.num_files()) if ti.info_hashes().has_v1() or not fs.file_flags(i) & 1]\n    \
+             print(f + '\\t' + '|'.join(fs.file_path(i) for i in keep))\n",
+        tsv = dir.join("conformance/libtorrent-expectations.tsv").to_str().unwrap(),
+        dir = torrents.to_str().unwrap(),
+    );
+    // libtorrent only reads files here, but the lab's rule is that it runs without a network.
+    let out = Command::new(dir.join("interop/run-in-netns.sh"))
+        .args(["--timeout", "60", "/usr/bin/python3", "-c", &script])
+        .output()
+        .expect("run-in-netns.sh runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut compared = 0;
+    let mut unexpected = Vec::new();
+    for line in text.lines() {
+        let (file, lt_paths) = line.split_once('\t').unwrap_or((line, ""));
+        let input = std::fs::read(torrents.join(file)).unwrap();
+        let m = Metainfo::parse(&input).unwrap();
+        let ours = paths(&m).join("|");
+        compared += 1;
+        let known = KNOWN.iter().any(|(f, _)| *f == file);
+        if (ours == lt_paths) == known {
+            unexpected.push(format!(
+                "{file}: libtorrent {lt_paths:?}, ours {ours:?}, listed as differing: {known}"
+            ));
+        }
+    }
+    assert!(compared >= 60, "only {compared} rows from libtorrent");
+    assert!(unexpected.is_empty(), "{unexpected:#?}");
 }
