@@ -21,7 +21,9 @@ pub struct ClientConfig {
     pub backoff: Vec<Duration>,
     /// Consecutive failures tolerated before giving up. Default 8.
     pub max_retries: u32,
-    /// Send `Upload-Checksum` with every PATCH. Default none.
+    /// Send `Upload-Checksum` with every PATCH. Default none. The driver
+    /// reads each chunk twice then (once to hash, once to send), so memory
+    /// stays bounded.
     pub checksum: Option<ChecksumAlgorithm>,
     /// `Upload-Metadata` sent at creation.
     pub metadata: Metadata,
@@ -88,6 +90,8 @@ pub struct ClientResponse {
     pub location: Option<String>,
     /// `Upload-Offset`, raw.
     pub upload_offset: Option<String>,
+    /// `Upload-Length`, raw (from `HEAD`).
+    pub upload_length: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,6 +225,16 @@ impl ClientMachine {
                     r.upload_offset.as_ref().map(|_| self.parse_offset(r)).transpose()?.unwrap_or(0);
                 self.after_progress();
             }
+            (Step::Head, 200)
+                if r.upload_length.as_deref().is_some_and(|l| {
+                    headers::parse_u64(headers::UPLOAD_LENGTH, l.as_bytes()).ok() != Some(self.file_len)
+                }) =>
+            {
+                // The stored upload is for a file of another size: start over.
+                self.url = None;
+                self.offset = 0;
+                self.state = State::Ready(Step::Create);
+            }
             (Step::Head, 200) | (Step::Patch, 204) => {
                 let o = self.parse_offset(r)?;
                 if step == Step::Patch && o < self.offset {
@@ -280,7 +294,18 @@ mod tests {
             status,
             location: Some("http://127.0.0.1/files/x".into()),
             upload_offset: offset.map(|o| o.to_string()),
+            upload_length: None,
         }
+    }
+
+    #[test]
+    fn head_for_another_length_restarts() {
+        let mut m = ClientMachine::new(ClientConfig::default(), 10, Some("u".into()));
+        m.poll_action(t(0)).unwrap();
+        let r = ClientResponse { upload_length: Some("11".into()), ..ok(200, Some(3)) };
+        m.handle_response(t(0), &r).unwrap();
+        assert!(matches!(m.poll_action(t(0)).unwrap(), Action::Create { .. }));
+        assert_eq!(m.offset(), 0);
     }
 
     #[test]

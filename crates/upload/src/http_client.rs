@@ -171,6 +171,7 @@ pub async fn upload_file(job: UploadJob, mut progress: impl FnMut(u64, u64)) -> 
                     status: resp.status().as_u16(),
                     location,
                     upload_offset: get(headers::UPLOAD_OFFSET),
+                    upload_length: get(headers::UPLOAD_LENGTH),
                 };
                 let had_url = m.url().is_some();
                 m.handle_response(now, &r)?;
