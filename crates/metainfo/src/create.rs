@@ -126,6 +126,7 @@ pub struct TorrentBuilder {
     threads: usize,
     order: FileOrder,
     follow_symlinks: bool,
+    mark_hidden: bool,
     name: Option<String>,
 }
 
@@ -149,6 +150,7 @@ impl TorrentBuilder {
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             order: FileOrder::Sorted,
             follow_symlinks: true,
+            mark_hidden: false,
             name: None,
         }
     }
@@ -205,6 +207,12 @@ impl TorrentBuilder {
     /// Whether symlinks in a directory are followed (default) or stored as BEP 47 links.
     pub fn follow_symlinks(mut self, on: bool) -> Self {
         self.follow_symlinks = on;
+        self
+    }
+    /// Whether files found in a directory whose name starts with `.` get the hidden attribute
+    /// (`h`). Off by default, like libtorrent on Unix, so info-hashes match its torrents.
+    pub fn mark_hidden(mut self, on: bool) -> Self {
+        self.mark_hidden = on;
         self
     }
     /// Overrides the torrent's name (default: the file or directory name).
@@ -278,8 +286,11 @@ impl TorrentBuilder {
                     }
                     self.walk(&p, rel, out)?;
                 } else if meta.is_file() {
+                    let hidden = self.mark_hidden && rel.last().is_some_and(|n| n.starts_with('.'));
                     out.push(
-                        InputFile::from_path(rel.clone(), meta.len(), p).executable(is_executable(&meta)),
+                        InputFile::from_path(rel.clone(), meta.len(), p)
+                            .executable(is_executable(&meta))
+                            .hidden(hidden),
                     );
                 }
             }
@@ -297,6 +308,18 @@ impl TorrentBuilder {
         files: Vec<InputFile>,
         progress: Progress<'_>,
     ) -> Result<Vec<u8>, Error> {
+        self.build(name, files, true, progress)
+    }
+
+    /// Makes a multi-file torrent named `name` from `(path, length, reader)` triples, each
+    /// reader yielding exactly `length` bytes (read once, when hashing reaches it).
+    pub fn build_iter<R: Read + Send + 'static>(
+        &self,
+        name: &str,
+        files: impl IntoIterator<Item = (Vec<String>, u64, R)>,
+        progress: Progress<'_>,
+    ) -> Result<Vec<u8>, Error> {
+        let files = files.into_iter().map(|(p, len, r)| InputFile::from_reader(p, len, r)).collect();
         self.build(name, files, true, progress)
     }
 
@@ -559,6 +582,7 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(d.join("t/sub")).unwrap();
         fs::write(d.join("t/sub/real.txt"), b"data").unwrap();
+        fs::write(d.join("t/.dot"), b"hidden").unwrap();
         std::os::unix::fs::symlink("sub/real.txt", d.join("t/link")).unwrap();
         std::os::unix::fs::symlink("/etc/hostname", d.join("t/outside")).ok();
         std::os::unix::fs::symlink("nowhere", d.join("t/dangling")).ok();
@@ -579,6 +603,20 @@ mod tests {
             let followed = TorrentBuilder::new(v).build_path(&d.join("t"), &mut |_, _| {}).unwrap();
             let mf = crate::Metainfo::parse(&followed).unwrap();
             assert!(mf.files().iter().all(|f| f.path().to_string() != "t/dangling"));
+            // Hidden-file marking is opt-in.
+            let hidden =
+                TorrentBuilder::new(v).mark_hidden(true).build_path(&d.join("t"), &mut |_, _| {}).unwrap();
+            let mh = crate::Metainfo::parse(&hidden).unwrap();
+            let dot = mh.files().iter().find(|f| f.path().to_string().ends_with(".dot")).unwrap();
+            assert!(dot.attributes().hidden, "{v:?}");
+            assert!(
+                !m.files()
+                    .iter()
+                    .find(|f| f.path().to_string().ends_with(".dot"))
+                    .unwrap()
+                    .attributes()
+                    .hidden
+            );
             // A link leaving the torrent is stored as the file it points to.
             if let Some(o) = m.files().iter().find(|f| f.path().to_string() == "t/outside") {
                 assert!(!o.attributes().symlink);

@@ -173,6 +173,15 @@ proptest::proptest! {
 }
 
 #[test]
+fn build_iter_takes_triples() {
+    let files = (0..3u8).map(|i| (vec![format!("f{i}")], 1000, Cursor::new(vec![i; 1000])));
+    let bytes = TorrentBuilder::new(Version::Hybrid).build_iter("n", files, &mut |_, _| {}).unwrap();
+    let m = Metainfo::parse(&bytes).unwrap();
+    let names: Vec<String> = m.files().iter().filter(|f| !f.is_pad()).map(|f| f.path().to_string()).collect();
+    assert_eq!(names, ["n/f0", "n/f1", "n/f2"]);
+}
+
+#[test]
 fn bad_options_are_refused() {
     let f = || vec![InputFile::from_reader(vec!["x".into()], 3, Cursor::new(vec![1, 2, 3]))];
     let b = TorrentBuilder::new(Version::V2);
