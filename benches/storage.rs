@@ -70,6 +70,43 @@ fn make_source(dir: &Path, bytes: u64, piece_kib: u64) -> PathBuf {
     t
 }
 
+/// What the machine gives right now, for context: plain `pwrite` of 16 KiB blocks to a new
+/// file (no storage), and SHA-1 of in-memory data on one thread.
+fn baselines(dir: &Path, total: u64) {
+    use sha1::Digest as _;
+    use std::os::unix::fs::FileExt as _;
+    let path = dir.join("baseline.bin");
+    let f = std::fs::File::create(&path).expect("create baseline file");
+    let mut block = vec![0u8; BLOCK_SIZE as usize];
+    let start = Instant::now();
+    for i in 0..total / u64::from(BLOCK_SIZE) {
+        fill_block(i, &mut block);
+        f.write_all_at(&block, i * u64::from(BLOCK_SIZE)).expect("pwrite");
+    }
+    let took = start.elapsed();
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    println!(
+        "RESULT client=baseline op=pwrite_16k bytes={total} seconds={:.3} MBps={:.1}",
+        took.as_secs_f64(),
+        mbps(total, took)
+    );
+    let buf = vec![0x5au8; 1 << 20];
+    let start = Instant::now();
+    let mut h = sha1::Sha1::new();
+    for _ in 0..total >> 20 {
+        h.update(&buf);
+    }
+    let digest = h.finalize();
+    let took = start.elapsed();
+    println!(
+        "RESULT client=baseline op=sha1_one_thread bytes={total} seconds={:.3} MBps={:.1} digest0={}",
+        took.as_secs_f64(),
+        mbps(total, took),
+        digest[0]
+    );
+}
+
 fn mbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / 1e6
 }
@@ -139,6 +176,10 @@ fn main() {
             mbps(total, took),
             peak_rss_kib()
         );
+    }
+
+    if !recheck_only {
+        baselines(&dir, total);
     }
 
     for run in 0..runs {

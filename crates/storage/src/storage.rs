@@ -334,6 +334,8 @@ impl<B: Backend + 'static> Storage<B> {
     }
 
     /// The next verification result, if one is ready.
+    ///
+    /// Results queue up until taken (one small entry per completed piece); poll regularly.
     pub fn poll_result(&self) -> Option<PieceResult> {
         self.results.lock().ok()?.try_recv().ok()
     }

@@ -79,6 +79,15 @@ fn results<B: Backend>(s: &Storage<B>) -> Vec<PieceResult> {
     std::iter::from_fn(|| s.poll_result()).collect()
 }
 
+#[test]
+fn storage_is_shareable_between_threads() {
+    fn check<T: Send + Sync>() {}
+    check::<Storage<FileBackend>>();
+    check::<Storage<MemoryBackend>>();
+    check::<Storage<Box<dyn Backend>>>();
+    check::<Error>();
+}
+
 const ALL: [Version; 3] = [Version::V1, Version::V2, Version::Hybrid];
 
 #[test]
