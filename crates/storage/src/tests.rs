@@ -361,3 +361,74 @@ proptest! {
         }
     }
 }
+
+/// A memory backend whose writes at offset >= `gate_from` of file 0 wait until the gate opens.
+struct GatedBackend {
+    inner: MemoryBackend,
+    gate_from: u64,
+    entered: std::sync::atomic::AtomicBool,
+    open: (std::sync::Mutex<bool>, std::sync::Condvar),
+}
+
+impl Backend for GatedBackend {
+    fn read_at(&self, file: usize, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        self.inner.read_at(file, offset, buf)
+    }
+    fn write_at(&self, file: usize, offset: u64, data: &[u8]) -> Result<(), Error> {
+        if file == 0 && offset >= self.gate_from {
+            self.entered.store(true, std::sync::atomic::Ordering::SeqCst);
+            let mut open = self.open.0.lock().unwrap();
+            while !*open {
+                open = self.open.1.wait(open).unwrap();
+            }
+        }
+        self.inner.write_at(file, offset, data)
+    }
+    fn metadata(&self, file: usize) -> Result<Option<FileMeta>, Error> {
+        self.inner.metadata(file)
+    }
+    fn create_empty(&self, file: usize) -> Result<(), Error> {
+        self.inner.create_empty(file)
+    }
+    fn sync(&self) -> Result<(), Error> {
+        self.inner.sync()
+    }
+}
+
+#[test]
+fn piece_is_not_queued_or_verified_while_its_last_block_is_being_written() {
+    let fx = fixture(Version::Hybrid, 32768, &[32768]);
+    let meta = Metainfo::parse(&fx.torrent).unwrap();
+    let layout = Layout::from_metainfo(&meta).unwrap();
+    let space = piece_space(&meta, &fx);
+    let backend = GatedBackend {
+        inner: MemoryBackend::new(&layout),
+        gate_from: 16384,
+        entered: Default::default(),
+        open: Default::default(),
+    };
+    let s = std::sync::Arc::new(Storage::new(layout.clone(), backend, Settings::default()).unwrap());
+    let data = piece_bytes(&layout, &space, 0).to_vec();
+    assert_eq!(s.write_block(PieceIndex::new(0), 0, &data[..16384]).unwrap(), WriteOutcome::Stored);
+    let writer = {
+        let (s, d) = (s.clone(), data.clone());
+        std::thread::spawn(move || s.write_block(PieceIndex::new(0), 16384, &d[16384..]).unwrap())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !s.backend().entered.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(std::time::Instant::now() < deadline, "writer never reached the backend");
+        std::thread::yield_now();
+    }
+    // The last block is inside the backend: nothing is queued, nothing verified, and a second
+    // copy of the same block is refused rather than written concurrently.
+    assert!(s.wait_idle(Duration::ZERO));
+    assert!(s.poll_result().is_none());
+    assert!(!s.has_piece(PieceIndex::new(0)));
+    assert_eq!(s.write_block(PieceIndex::new(0), 16384, &data[16384..]).unwrap(), WriteOutcome::Duplicate);
+    *s.backend().open.0.lock().unwrap() = true;
+    s.backend().open.1.notify_all();
+    assert_eq!(writer.join().unwrap(), WriteOutcome::PieceComplete);
+    assert!(s.wait_idle(Duration::from_secs(60)));
+    assert!(matches!(s.poll_result().unwrap().verdict, PieceVerdict::Verified));
+    assert!(s.has_piece(PieceIndex::new(0)));
+}
