@@ -1,0 +1,272 @@
+//! Engine tests on loopback sockets: our seeder to our leecher.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use piecework_metainfo::{InputFile, Magnet, Metainfo, TorrentBuilder, Version};
+use piecework_swarm::{AddTorrent, Session, Settings};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn payload(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Two files in a folder, so pieces straddle files in v1 and align per file in v2.
+fn make_torrent(dir: &Path, version: Version, piece_len: u64) -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
+    let files = vec![("a.bin".to_owned(), payload(700_001, 1)), ("b.bin".to_owned(), payload(333_333, 2))];
+    let root = dir.join("seed/share");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut inputs = Vec::new();
+    for (name, data) in &files {
+        std::fs::write(root.join(name), data).unwrap();
+        inputs.push(InputFile::from_reader(
+            vec![name.clone()],
+            data.len() as u64,
+            std::io::Cursor::new(data.clone()),
+        ));
+    }
+    let t = TorrentBuilder::new(version)
+        .piece_length(Some(piece_len))
+        .build_files("share", inputs, &mut |_, _| {})
+        .unwrap();
+    (t, files)
+}
+
+fn check_files(out: &Path, files: &[(String, Vec<u8>)]) {
+    for (name, data) in files {
+        let got = std::fs::read(out.join("share").join(name)).unwrap();
+        assert!(got == *data, "{name} differs");
+    }
+}
+
+async fn transfer(version: Version, magnet: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let (torrent, files) = make_torrent(dir.path(), version, 64 * 1024);
+    let seeder = Session::new(Settings::default()).await.unwrap();
+    let st = seeder.add_torrent(AddTorrent::torrent(torrent.clone(), dir.path().join("seed"))).await.unwrap();
+    assert!(st.stats().complete, "the seeder found its data");
+    let addr = seeder.listen_addr().unwrap();
+    let leecher = Session::new(Settings::default()).await.unwrap();
+    let add = if magnet {
+        let m = Magnet::from_metainfo(&Metainfo::parse(&torrent).unwrap());
+        AddTorrent::magnet(Magnet::parse(&m.to_string()).unwrap(), dir.path().join("out"))
+    } else {
+        AddTorrent::torrent(torrent, dir.path().join("out"))
+    };
+    let t = leecher.add_torrent(add.peer(addr)).await.unwrap();
+    tokio::time::timeout(DEADLINE, t.wait_complete()).await.expect("transfer finished in time").unwrap();
+    let s = t.stats();
+    assert!(s.complete && s.has_metadata);
+    assert_eq!(s.have_bytes, 1_033_334);
+    assert_eq!(s.hash_failures, 0);
+    assert!(st.stats().uploaded >= 1_033_334);
+    leecher.shutdown().await;
+    seeder.shutdown().await;
+    check_files(&dir.path().join("out"), &files);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_seeder_to_leecher() {
+    transfer(Version::V1, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_seeder_to_leecher() {
+    transfer(Version::V2, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hybrid_seeder_to_leecher() {
+    transfer(Version::Hybrid, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn magnet_v1_metadata_from_peer() {
+    transfer(Version::V1, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn magnet_hybrid_metadata_from_peer() {
+    transfer(Version::Hybrid, true).await;
+}
+
+/// Two leechers and a seeder: the leechers also trade with each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_peers_swarm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (torrent, files) = make_torrent(dir.path(), Version::V1, 16 * 1024);
+    let seeder = Session::new(Settings::default()).await.unwrap();
+    seeder.add_torrent(AddTorrent::torrent(torrent.clone(), dir.path().join("seed"))).await.unwrap();
+    let a = Session::new(Settings::default()).await.unwrap();
+    let b = Session::new(Settings::default()).await.unwrap();
+    let seed_addr = seeder.listen_addr().unwrap();
+    let ta = a
+        .add_torrent(AddTorrent::torrent(torrent.clone(), dir.path().join("a")).peer(seed_addr))
+        .await
+        .unwrap();
+    let tb = b
+        .add_torrent(
+            AddTorrent::torrent(torrent, dir.path().join("b")).peer(seed_addr).peer(a.listen_addr().unwrap()),
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(DEADLINE, async {
+        ta.wait_complete().await.unwrap();
+        tb.wait_complete().await.unwrap();
+    })
+    .await
+    .expect("both finished in time");
+    assert!(tb.stats().peers_max >= 2, "b talked to the seeder and to a");
+    for s in [&a, &b, &seeder] {
+        s.shutdown().await;
+    }
+    check_files(&dir.path().join("a"), &files);
+    check_files(&dir.path().join("b"), &files);
+}
+
+/// A peer that claims every piece and answers every request with garbage is banned, and the
+/// download completes from the honest seeder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupting_peer_is_banned() {
+    let dir = tempfile::tempdir().unwrap();
+    let (torrent, files) = make_torrent(dir.path(), Version::V1, 64 * 1024);
+    let meta = Metainfo::parse(&torrent).unwrap();
+    let info_hash = *meta.info_hashes().v1().unwrap().as_bytes();
+    let evil = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let evil_addr = evil.local_addr().unwrap();
+    let evil_task = tokio::spawn(corrupt_peer(evil, info_hash));
+
+    // The leecher starts with only the evil peer, so it must download bad data first.
+    let leecher = Session::new(Settings::default()).await.unwrap();
+    let t = leecher
+        .add_torrent(AddTorrent::torrent(torrent.clone(), dir.path().join("out")).peer(evil_addr))
+        .await
+        .unwrap();
+    tokio::time::timeout(DEADLINE, async {
+        while t.stats().banned == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the corrupting peer was banned");
+    assert!(t.stats().hash_failures >= 1);
+
+    let seeder = Session::new(Settings::default()).await.unwrap();
+    seeder.add_torrent(AddTorrent::torrent(torrent, dir.path().join("seed"))).await.unwrap();
+    t.add_peer(seeder.listen_addr().unwrap());
+    tokio::time::timeout(DEADLINE, t.wait_complete()).await.expect("finished in time").unwrap();
+    let connections = evil_task.await.unwrap();
+    assert_eq!(connections, 1, "a banned peer is not dialled again");
+    leecher.shutdown().await;
+    seeder.shutdown().await;
+    check_files(&dir.path().join("out"), &files);
+}
+
+/// Speaks just enough of the protocol to send wrong blocks; returns how many connections it
+/// accepted before the listener went quiet for two seconds.
+async fn corrupt_peer(listener: tokio::net::TcpListener, info_hash: [u8; 20]) -> usize {
+    let mut accepted = 0;
+    while let Ok(Ok((mut s, _))) = tokio::time::timeout(Duration::from_secs(2), listener.accept()).await {
+        accepted += 1;
+        let mut hs = [0u8; 68];
+        if s.read_exact(&mut hs).await.is_err() {
+            continue;
+        }
+        let mut out = BytesMut::new();
+        out.put_slice(b"\x13BitTorrent protocol");
+        out.put_slice(&[0; 8]);
+        out.put_slice(&info_hash);
+        out.put_slice(b"-XX0000-evilevilevil");
+        // Unchoke and a full bitfield of 16 pieces (1,033,334 bytes / 64 KiB).
+        out.put_u32(1 + 2);
+        out.put_u8(5);
+        out.put_slice(&[0xff, 0xff]);
+        out.put_u32(1);
+        out.put_u8(1);
+        let _ = s.write_all(&out).await;
+        let mut buf = BytesMut::new();
+        loop {
+            if buf.len() >= 4 {
+                let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+                if buf.len() >= 4 + len {
+                    let msg = buf.split_to(4 + len);
+                    if len == 13 && msg[4] == 6 {
+                        let index = &msg[5..9];
+                        let begin = &msg[9..13];
+                        let length = u32::from_be_bytes(msg[13..17].try_into().unwrap());
+                        let mut reply = BytesMut::new();
+                        reply.put_u32(9 + length);
+                        reply.put_u8(7);
+                        reply.put_slice(index);
+                        reply.put_slice(begin);
+                        reply.put_bytes(0xee, length as usize);
+                        if s.write_all(&reply).await.is_err() {
+                            break;
+                        }
+                    }
+                    continue;
+                }
+            }
+            match s.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+    accepted
+}
+
+/// Stop half way, start again with the resume file: the verified pieces are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_after_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (torrent, files) = make_torrent(dir.path(), Version::Hybrid, 16 * 1024);
+    let resume = dir.path().join("out.resume");
+    let seeder = Session::new(Settings::default()).await.unwrap();
+    seeder.add_torrent(AddTorrent::torrent(torrent.clone(), dir.path().join("seed"))).await.unwrap();
+    let addr: SocketAddr = seeder.listen_addr().unwrap();
+
+    let first = Session::new(Settings::default()).await.unwrap();
+    let t = first
+        .add_torrent(
+            AddTorrent::torrent(torrent.clone(), dir.path().join("out")).peer(addr).resume_file(&resume),
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(DEADLINE, async {
+        while t.stats().pieces_have < 10 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .unwrap();
+    first.shutdown().await;
+    let had = t.stats().pieces_have;
+    assert!(resume.exists());
+
+    let second = Session::new(Settings::default()).await.unwrap();
+    let t2 = second
+        .add_torrent(AddTorrent::torrent(torrent, dir.path().join("out")).resume_file(&resume))
+        .await
+        .unwrap();
+    let s = t2.stats();
+    assert!(s.pieces_have >= had.min(s.pieces_total), "resumed {} of {had}", s.pieces_have);
+    t2.add_peer(addr);
+    tokio::time::timeout(DEADLINE, t2.wait_complete()).await.unwrap().unwrap();
+    assert!(t2.stats().downloaded < 1_033_334 || had == 0, "did not fetch everything again");
+    second.shutdown().await;
+    seeder.shutdown().await;
+    check_files(&dir.path().join("out"), &files);
+}
