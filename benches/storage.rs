@@ -44,6 +44,18 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system, all threads) this process has used: compares work done
+/// independently of how busy the machine is.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces): state is
+    // field 3, so utime (14) and stime (15) are at 11 and 12; clock ticks of 1/100 s.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
+    (tick(11) + tick(12)) as f64 / 100.0
+}
+
 fn make_source(dir: &Path, bytes: u64, piece_kib: u64) -> PathBuf {
     let src = dir.join("src");
     std::fs::create_dir_all(&src).expect("create source dir");
@@ -152,6 +164,7 @@ fn main() {
         }
         let mut block = vec![0u8; BLOCK_SIZE as usize];
         let per_piece = u64::from(layout.piece_length() / BLOCK_SIZE);
+        let cpu = cpu_seconds();
         let start = Instant::now();
         for &p in &order {
             let size = layout.piece_size(PieceIndex::new(p)).expect("piece");
@@ -166,12 +179,13 @@ fn main() {
         }
         assert!(storage.wait_idle(Duration::from_secs(600)), "hashing did not finish");
         let took = start.elapsed();
+        let cpu = cpu_seconds() - cpu;
         while let Some(r) = storage.poll_result() {
             assert!(matches!(r.verdict, PieceVerdict::Verified), "piece {} failed", r.piece);
         }
         assert!(storage.is_complete());
         println!(
-            "RESULT client=piecework op=write_verify bytes={total} seconds={:.3} MBps={:.1} piece_kib={piece_kib} hash_threads={threads} peak_rss_kb={}",
+            "RESULT client=piecework op=write_verify bytes={total} seconds={:.3} MBps={:.1} cpu_seconds={cpu:.2} piece_kib={piece_kib} hash_threads={threads} peak_rss_kb={}",
             took.as_secs_f64(),
             mbps(total, took),
             peak_rss_kib()
@@ -185,12 +199,14 @@ fn main() {
     for run in 0..runs {
         let backend = FileBackend::new(&dl, &layout, &settings).expect("backend");
         let storage = Storage::new(layout.clone(), backend, settings.clone()).expect("storage");
+        let cpu = cpu_seconds();
         let start = Instant::now();
         let have = storage.recheck(&mut |_| {}).expect("recheck");
         let took = start.elapsed();
+        let cpu = cpu_seconds() - cpu;
         assert!(have.is_full(), "recheck found {:?}", have);
         println!(
-            "RESULT client=piecework op=recheck run={run} bytes={total} seconds={:.3} MBps={:.1} hash_threads={threads} peak_rss_kb={}",
+            "RESULT client=piecework op=recheck run={run} bytes={total} seconds={:.3} MBps={:.1} cpu_seconds={cpu:.2} hash_threads={threads} peak_rss_kb={}",
             took.as_secs_f64(),
             mbps(total, took),
             peak_rss_kib()

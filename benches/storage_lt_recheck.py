@@ -52,12 +52,14 @@ def main():
     print("WARMUP seconds=%.3f pieces=%d/%d" % (time.monotonic() - t0, st.num_pieces, ti.num_pieces()), flush=True)
     for i in range(a.runs):
         t0 = time.monotonic()
+        c0 = sum(os.times()[:2])
         h.force_recheck()
         wait_checked(ses, deadline)
         st = h.status()
         secs = time.monotonic() - t0
-        print("RESULT client=libtorrent-%s op=force_recheck run=%d bytes=%d seconds=%.3f MBps=%.1f pieces=%d/%d hashing_threads=%d"
-              % (lt.__version__, i, size, secs, size / secs / 1e6, st.num_pieces, ti.num_pieces(), a.hashing_threads),
+        cpu = sum(os.times()[:2]) - c0
+        print("RESULT client=libtorrent-%s op=force_recheck run=%d bytes=%d seconds=%.3f MBps=%.1f cpu_seconds=%.2f pieces=%d/%d hashing_threads=%d"
+              % (lt.__version__, i, size, secs, size / secs / 1e6, cpu, st.num_pieces, ti.num_pieces(), a.hashing_threads),
               flush=True)
     if st.num_pieces != ti.num_pieces():
         sys.exit(2)

@@ -210,8 +210,9 @@ impl Backend for FileBackend {
     }
 
     fn create_empty(&self, file: usize) -> Result<(), Error> {
-        let (path, _) = self.file_path(file)?;
-        self.open(path, true).map(drop)
+        let (path, length) = self.file_path(file)?;
+        let f = self.open(path, true)?;
+        self.check_size(&f, path, length, false)
     }
 
     fn sync(&self) -> Result<(), Error> {

@@ -146,3 +146,22 @@ fn file_larger_than_the_torrent_says_is_refused() {
     assert_eq!(std::fs::read(&path).unwrap(), vec![1u8; 50_000]);
     assert_eq!(s.recheck(&mut |_| {}).unwrap().count_ones(), 0);
 }
+
+#[test]
+fn non_empty_file_where_the_torrent_has_an_empty_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (t, _) = torrent(Version::V1, 32768, &[100, 0], 1);
+    let layout = parse(&t);
+    let empty = layout.files().iter().find(|f| f.length() == 0).unwrap();
+    let path = empty.path().under(dir.path());
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"user data").unwrap();
+    let e = Storage::new(
+        layout.clone(),
+        FileBackend::new(dir.path(), &layout, &Settings::default()).unwrap(),
+        Settings::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::FileTooLarge { expected: 0, found: 9, .. }), "{e:?}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"user data");
+}
