@@ -190,6 +190,35 @@ fn key_of(p: &SafePath) -> String {
     k
 }
 
+/// The common case, cheaply: hash every lowercased path and directory (one reused buffer, no
+/// per-file allocation). No hash seen twice means no duplicates; any repeat (a real duplicate,
+/// pad files sharing a name, or a hash collision) sends the caller to the exact pass.
+fn no_duplicates_fast(files: &[(&mut SafePath, bool, u64)]) -> bool {
+    use std::hash::BuildHasher;
+    let state = std::collections::hash_map::RandomState::new();
+    let mut dirs: HashSet<u64> = HashSet::new();
+    let mut names: HashSet<u64> = HashSet::with_capacity(files.len());
+    let mut buf = String::new();
+    for (p, _, _) in files {
+        buf.clear();
+        for (i, c) in p.0.iter().enumerate() {
+            if i > 0 {
+                dirs.insert(state.hash_one(buf.as_str()));
+                buf.push('/');
+            }
+            if c.is_ascii() {
+                buf.extend(c.chars().map(|ch| ch.to_ascii_lowercase()));
+            } else {
+                buf.push_str(&c.to_lowercase());
+            }
+        }
+        if !names.insert(state.hash_one(buf.as_str())) {
+            return false;
+        }
+    }
+    names.is_disjoint(&dirs)
+}
+
 /// Renames duplicate paths (compared case-insensitively, and against directories) to
 /// `name.1.ext`, `name.2.ext`, ... Pad files of equal size may share a name.
 /// Fails once more than `max_collisions` candidate names were taken.
@@ -198,6 +227,9 @@ pub(crate) fn resolve_duplicates(
     max_collisions: usize,
 ) -> Result<(), usize> {
     use std::collections::HashMap;
+    if no_duplicates_fast(&files) {
+        return Ok(());
+    }
     let keys: Vec<String> = files.iter().map(|(p, _, _)| key_of(p)).collect();
     // Every directory is a prefix of some key, cut at a `/`.
     let mut dirs: HashSet<&str> = HashSet::new();
@@ -294,6 +326,26 @@ mod tests {
     }
 
     proptest! {
+        /// The fast check never hides a duplicate the exact pass would rename, and after the
+        /// exact pass every path is unique (case-insensitively) and no file is a directory.
+        #[test]
+        fn duplicate_resolution_matches_oracle(paths in proptest::collection::vec("[aA](/[abB]){0,2}", 1..12)) {
+            let mk = |s: &String| SafePath::from_components(s.split('/').map(str::to_owned).collect());
+            let mut a: Vec<SafePath> = paths.iter().map(mk).collect();
+            let before = a.clone();
+            let fast = no_duplicates_fast(&a.iter_mut().map(|f| (f, false, 1)).collect::<Vec<_>>());
+            resolve_duplicates(a.iter_mut().map(|f| (f, false, 1)).collect(), 10_000).unwrap();
+            if fast {
+                prop_assert_eq!(&a, &before);
+            }
+            let keys: Vec<String> = a.iter().map(|p| p.to_string().to_lowercase()).collect();
+            let unique: HashSet<&String> = keys.iter().collect();
+            prop_assert_eq!(unique.len(), keys.len());
+            for k in &keys {
+                prop_assert!(!keys.iter().any(|o| o.starts_with(&format!("{k}/"))), "{} is a directory too", k);
+            }
+        }
+
         #[test]
         fn any_bytes_give_a_safe_path(elems in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..20), 0..5)) {
             let p = SafePath::sanitize(elems.iter().map(Vec::as_slice));
