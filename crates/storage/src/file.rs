@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, IoSlice, IoSliceMut};
 use std::os::unix::fs::{FileExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -196,6 +196,63 @@ impl Backend for FileBackend {
         Ok(())
     }
 
+    /// One `pwritev` (repeated only on short writes).
+    fn write_vectored_at(&self, file: usize, offset: u64, bufs: &[&[u8]]) -> Result<(), Error> {
+        let (path, length) = self.file_path(file)?;
+        let total: u64 = bufs.iter().map(|b| b.len() as u64).sum();
+        if offset.checked_add(total).is_none_or(|end| end > length) {
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                op: "write",
+                source: io::Error::other("past the end of the file"),
+            });
+        }
+        let f = self.handle(file, true)?;
+        let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+        let mut rest = &mut slices[..];
+        let mut pos = offset;
+        while !rest.is_empty() {
+            match rustix::io::pwritev(&*f, rest, pos) {
+                Ok(0) if rest.iter().any(|s| !s.is_empty()) => {
+                    return Err(Error::from_io(path, "write", io::ErrorKind::WriteZero.into()));
+                }
+                Ok(n) => {
+                    pos += n as u64;
+                    IoSlice::advance_slices(&mut rest, n);
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(Error::from_io(path, "write", e.into())),
+            }
+        }
+        if let Ok(mut c) = self.cache.lock() {
+            c.dirty.insert(file);
+        }
+        Ok(())
+    }
+
+    /// One `preadv` (repeated only on short reads).
+    fn read_vectored_at(&self, file: usize, offset: u64, bufs: &mut [&mut [u8]]) -> Result<(), Error> {
+        let (path, _) = self.file_path(file)?;
+        let f = self.handle(file, false)?;
+        let mut slices: Vec<IoSliceMut<'_>> = bufs.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+        let mut rest = &mut slices[..];
+        let mut pos = offset;
+        while !rest.is_empty() {
+            match rustix::io::preadv(&*f, rest, pos) {
+                Ok(0) if rest.iter().any(|s| !s.is_empty()) => {
+                    return Err(Error::from_io(path, "read", io::ErrorKind::UnexpectedEof.into()));
+                }
+                Ok(n) => {
+                    pos += n as u64;
+                    IoSliceMut::advance_slices(&mut rest, n);
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(Error::from_io(path, "read", e.into())),
+            }
+        }
+        Ok(())
+    }
+
     fn metadata(&self, file: usize) -> Result<Option<FileMeta>, Error> {
         let (path, _) = self.file_path(file)?;
         match std::fs::metadata(path) {
@@ -263,6 +320,23 @@ mod tests {
         }
         b.sync().unwrap();
         assert!(b.write_at(0, 1000, b"x").is_err());
+    }
+
+    #[test]
+    fn vectored_io_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = v1_layout(16384, &[("v", 100_000, false)]);
+        let b = FileBackend::new(dir.path(), &l, &Settings::default()).unwrap();
+        let (x, y, z) = (vec![1u8; 70_000], vec![2u8; 0], vec![3u8; 29_000]);
+        b.write_vectored_at(0, 1000, &[&x, &y, &z]).unwrap();
+        let (mut p, mut q) = (vec![0u8; 69_001], vec![0u8; 29_999]);
+        b.read_vectored_at(0, 1000, &mut [&mut p, &mut q]).unwrap();
+        assert!(p.iter().all(|&v| v == 1));
+        assert_eq!(q[..999], [1u8; 999]);
+        assert!(q[999..].iter().all(|&v| v == 3));
+        assert!(b.write_vectored_at(0, 99_999, &[b"ab"]).is_err());
+        let mut past = [0u8; 2];
+        assert!(b.read_vectored_at(0, 99_999, &mut [&mut past]).is_err());
     }
 
     #[test]
