@@ -218,22 +218,32 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
     headers::get_u64(h, "Content-Length").ok().flatten()
 }
 
-/// Streams a body into a session. `Err` = the session refused bytes.
-async fn pump(st: &AppState, sess: &mut PatchSession<FileWriter>, mut body: Body) -> Result<BodyEnd, Error> {
+/// Reads body frames into `tx` until the body ends, stalls or the writer
+/// stops taking bytes (`Ok(None)`: see the writer's result).
+async fn pump(
+    st: &AppState,
+    id: &UploadId,
+    mut body: Body,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+) -> Result<Option<BodyEnd>, Error> {
     loop {
         match tokio::time::timeout(st.idle_timeout, body.frame()).await {
             Err(_) => {
-                tracing::info!(id = %sess.id(), "body stalled; cut off");
-                return Ok(BodyEnd::Interrupted);
+                tracing::info!(%id, "body stalled; cut off");
+                return Ok(Some(BodyEnd::Interrupted));
             }
-            Ok(None) => return Ok(BodyEnd::Complete { trailer: None }),
-            Ok(Some(Err(_))) => return Ok(BodyEnd::Interrupted),
+            Ok(None) => return Ok(Some(BodyEnd::Complete { trailer: None })),
+            Ok(Some(Err(_))) => return Ok(Some(BodyEnd::Interrupted)),
             Ok(Some(Ok(frame))) => match frame.into_data() {
-                Ok(data) => sess.write(&data)?,
+                Ok(data) => {
+                    if tx.send(data).await.is_err() {
+                        return Ok(None);
+                    }
+                }
                 Err(frame) => {
                     if let Ok(t) = frame.into_trailers() {
                         let trailer = t.unique(headers::UPLOAD_CHECKSUM)?.map(<[u8]>::to_vec);
-                        return Ok(BodyEnd::Complete { trailer });
+                        return Ok(Some(BodyEnd::Complete { trailer }));
                     }
                 }
             },
@@ -257,6 +267,10 @@ impl Drop for SessionGuard {
     }
 }
 
+/// Frames in flight between the socket task and the writer thread; bounds
+/// memory per PATCH (hyper frames are at most a few hundred KiB).
+const FRAMES_IN_FLIGHT: usize = 4;
+
 async fn run_patch(
     st: &Arc<AppState>,
     sess: PatchSession<FileWriter>,
@@ -270,33 +284,46 @@ async fn run_patch(
         st.core().abort_patch(sess)?;
         return Err(Error::TooLarge { length: cl, max });
     }
-    let mut guard = SessionGuard { st: st.clone(), sess: Some(sess) };
-    let pumped = match guard.sess.as_mut() {
-        Some(s) => pump(st, s, body).await,
-        None => Err(Error::InvalidState("no session")),
-    };
-    let end = match pumped {
-        Ok(end) => end,
-        Err(e) => {
-            if let Some(s) = guard.sess.take() {
-                st.core().abort_patch(s)?;
+    let id = sess.id().clone();
+    let guard = SessionGuard { st: st.clone(), sess: Some(sess) };
+    // Hashing, writing and the final fdatasync run on a blocking thread, so
+    // the socket task keeps reading meanwhile and no async worker blocks on
+    // the disk. The thread owns the guard: if this handler is dropped, the
+    // session still ends cleanly there.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(FRAMES_IN_FLIGHT);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut guard = guard;
+        let mut res = Ok(());
+        while let Some(data) = rx.blocking_recv() {
+            if let Some(s) = guard.sess.as_mut()
+                && let Err(e) = s.write(&data)
+            {
+                res = Err(e);
+                break;
             }
-            return Err(e);
         }
-    };
-    // fdatasync off the async workers and outside the server lock.
-    let (mut guard, synced) = tokio::task::spawn_blocking(move || {
-        let r = guard.sess.as_mut().map(PatchSession::sync);
-        (guard, r)
-    })
-    .await
-    .map_err(|_| Error::InvalidState("sync task failed"))?;
+        drop(rx);
+        if res.is_ok()
+            && let Some(s) = guard.sess.as_mut()
+        {
+            res = s.sync();
+        }
+        (guard, res)
+    });
+    let pumped = pump(st, &id, body, tx).await;
+    let (mut guard, written) = writer.await.map_err(|_| Error::InvalidState("writer task failed"))?;
     let sess = guard.sess.take().ok_or(Error::InvalidState("no session"))?;
-    if let Some(Err(e)) = synced {
-        st.core().abort_patch(sess)?;
-        return Err(e);
+    match (pumped, written) {
+        (Ok(Some(end)), Ok(())) => st.core().finish_patch(SystemTime::now(), sess, end),
+        (_, Err(e)) | (Err(e), _) => {
+            st.core().abort_patch(sess)?;
+            Err(e)
+        }
+        (Ok(None), Ok(())) => {
+            st.core().abort_patch(sess)?;
+            Err(Error::InvalidState("writer stopped early"))
+        }
     }
-    st.core().finish_patch(SystemTime::now(), sess, end)
 }
 
 async fn handle_patch(
