@@ -432,3 +432,44 @@ fn piece_is_not_queued_or_verified_while_its_last_block_is_being_written() {
     assert!(matches!(s.poll_result().unwrap().verdict, PieceVerdict::Verified));
     assert!(s.has_piece(PieceIndex::new(0)));
 }
+
+#[test]
+fn spot_checks_catch_corruption_that_kept_size_and_mtime() {
+    let fx = fixture(Version::V1, 16384, &[100_000]);
+    let meta = Metainfo::parse(&fx.torrent).unwrap();
+    let layout = Layout::from_metainfo(&meta).unwrap();
+    let space = piece_space(&meta, &fx);
+    let dir = tempfile::tempdir().unwrap();
+    let n = layout.piece_count();
+    let s = Storage::new(
+        layout.clone(),
+        FileBackend::new(dir.path(), &layout, &Settings::default()).unwrap(),
+        Settings::default(),
+    )
+    .unwrap();
+    for p in 0..n {
+        write_piece(&s, p, piece_bytes(&layout, &space, p));
+    }
+    results(&s);
+    let resume = s.resume_data().unwrap().encode();
+    drop(s);
+    // Flip a byte of piece 2 and put the modification time back.
+    let path = layout.files()[0].path().under(dir.path());
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let mut data = std::fs::read(&path).unwrap();
+    data[2 * 16384 + 7] ^= 1;
+    std::fs::write(&path, &data).unwrap();
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
+    let open = |spot| {
+        let mut settings = Settings::default();
+        settings.spot_checks = spot;
+        Storage::new(layout.clone(), FileBackend::new(dir.path(), &layout, &settings).unwrap(), settings)
+            .unwrap()
+    };
+    // Size and mtime alone cannot see it...
+    assert_eq!(open(0).load_resume(&resume).unwrap(), ResumeReport { trusted: n, rechecked: 0, failed: 0 });
+    // ...spot checks covering every piece do.
+    let s = open(n);
+    assert_eq!(s.load_resume(&resume).unwrap(), ResumeReport { trusted: 0, rechecked: n, failed: 1 });
+    assert!(!s.has_piece(PieceIndex::new(2)));
+}
