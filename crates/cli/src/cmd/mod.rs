@@ -9,8 +9,12 @@ use clap::Subcommand;
 use piecework_metainfo::Metainfo;
 
 mod create;
+mod demo;
+mod fetch;
 mod inspect;
 mod magnet;
+mod seed;
+mod swarm_common;
 mod verify;
 
 #[derive(Subcommand, Debug)]
@@ -23,6 +27,12 @@ pub(crate) enum Command {
     Magnet(magnet::Args),
     /// Re-hash data against a .torrent.
     Verify(verify::Args),
+    /// Seed a torrent's data to peers.
+    Seed(seed::Args),
+    /// Download a torrent or magnet link.
+    Fetch(fetch::Args),
+    /// Share demo: a seeder and a leecher move a fresh file over 127.0.0.1.
+    Demo(demo::Args),
 }
 
 pub(crate) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
@@ -31,6 +41,9 @@ pub(crate) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Inspect(a) => inspect::run(a),
         Command::Magnet(a) => magnet::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Seed(a) => seed::run(a),
+        Command::Fetch(a) => fetch::run(a),
+        Command::Demo(a) => demo::run(a),
     }
 }
 
