@@ -190,20 +190,54 @@ fn key_of(p: &SafePath) -> String {
     k
 }
 
+/// A hasher for values that are already keyed SipHash outputs: hashing them again would only
+/// cost time, and an attacker cannot predict them.
+#[derive(Clone, Copy, Default)]
+struct PreHashed;
+impl std::hash::BuildHasher for PreHashed {
+    type Hasher = PreHashedHasher;
+    fn build_hasher(&self) -> PreHashedHasher {
+        PreHashedHasher(0)
+    }
+}
+struct PreHashedHasher(u64);
+impl std::hash::Hasher for PreHashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64`s are hashed here; fold anything else in so the hasher stays total.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
 /// The common case, cheaply: hash every lowercased path and directory (one reused buffer, no
 /// per-file allocation). No hash seen twice means no duplicates; any repeat (a real duplicate,
 /// pad files sharing a name, or a hash collision) sends the caller to the exact pass.
 fn no_duplicates_fast(files: &[(&mut SafePath, bool, u64)]) -> bool {
     use std::hash::BuildHasher;
     let state = std::collections::hash_map::RandomState::new();
-    let mut dirs: HashSet<u64> = HashSet::new();
-    let mut names: HashSet<u64> = HashSet::with_capacity(files.len());
+    let mut dirs: HashSet<u64, PreHashed> = HashSet::default();
+    let mut names: HashSet<u64, PreHashed> = HashSet::with_capacity_and_hasher(files.len(), PreHashed);
     let mut buf = String::new();
+    let mut prev = String::new();
     for (p, _, _) in files {
+        core::mem::swap(&mut buf, &mut prev);
         buf.clear();
         for (i, c) in p.0.iter().enumerate() {
             if i > 0 {
-                dirs.insert(state.hash_one(buf.as_str()));
+                // Files of one directory usually come together: skip directories already seen.
+                let n = buf.len();
+                let seen =
+                    prev.as_bytes().get(..n) == Some(buf.as_bytes()) && prev.as_bytes().get(n) == Some(&b'/');
+                if !seen {
+                    dirs.insert(state.hash_one(buf.as_str()));
+                }
                 buf.push('/');
             }
             if c.is_ascii() {
