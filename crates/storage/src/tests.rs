@@ -461,8 +461,7 @@ fn spot_checks_catch_corruption_that_kept_size_and_mtime() {
     std::fs::write(&path, &data).unwrap();
     std::fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
     let open = |spot| {
-        let mut settings = Settings::default();
-        settings.spot_checks = spot;
+        let settings = Settings { spot_checks: spot, ..Settings::default() };
         Storage::new(layout.clone(), FileBackend::new(dir.path(), &layout, &settings).unwrap(), settings)
             .unwrap()
     };
