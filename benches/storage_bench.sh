@@ -20,9 +20,12 @@ cargo bench -p piecework-storage --bench storage --no-run
 PW_BENCH_KEEP=1 timeout 900 cargo bench -p piecework-storage --bench storage 2>/dev/null | grep RESULT
 
 if /usr/bin/python3 -c 'import libtorrent' 2>/dev/null; then
-    timeout 900 "$INTEROP_DIR/run-in-netns.sh" --timeout 800 /usr/bin/python3 benches/storage_lt_recheck.py \
-        --torrent "$PW_BENCH_DIR/bench.torrent" --save-path "$PW_BENCH_DIR/dl" --runs "$PW_BENCH_RUNS" \
-        | grep -E 'RESULT|WARMUP'
+    # One hashing thread per core (as piecework uses), then libtorrent's own default.
+    for threads in "$(nproc)" 0; do
+        timeout 900 "$INTEROP_DIR/run-in-netns.sh" --timeout 800 /usr/bin/python3 benches/storage_lt_recheck.py \
+            --torrent "$PW_BENCH_DIR/bench.torrent" --save-path "$PW_BENCH_DIR/dl" --runs "$PW_BENCH_RUNS" \
+            --hashing-threads "$threads" | grep -E 'RESULT|WARMUP'
+    done
 else
     echo "SKIPPED libtorrent: /usr/bin/python3 cannot import libtorrent (apt-get install python3-libtorrent)"
 fi
