@@ -17,9 +17,11 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(hs) = ExtendedHandshake::decode_with(&payload, &opts) {
                 let mut out = Vec::new();
                 hs.encode(&mut out).expect("a decoded handshake encodes");
-                let again =
-                    ExtendedHandshake::decode(&Bytes::from(out.clone())).expect("re-encoding decodes");
-                // Encoding writes keys in canonical order; lenient input may have had others.
+                let again = ExtendedHandshake::decode_with(&Bytes::from(out.clone()), &opts)
+                    .expect("re-encoding decodes");
+                // Encoding writes keys in canonical order (lenient input may have had others) and
+                // unknown values verbatim (lenient input may have non-canonical ones, so they
+                // decode again only under the same options).
                 let mut canonical = hs.clone();
                 canonical.extensions.sort();
                 canonical.unknown.sort();

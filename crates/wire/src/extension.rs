@@ -114,7 +114,8 @@ pub struct ExtendedHandshake {
     /// `upload_only` (BEP 21): non-zero when the sender only uploads (a seed or a partial
     /// seed). Kept as sent so it re-encodes exactly; see [`is_upload_only`](Self::is_upload_only).
     pub upload_only: Option<i64>,
-    /// Every other key, with its raw bencoded value.
+    /// Every other key, with its raw bencoded value, written back verbatim on encode (so a
+    /// value accepted by lenient decoding, such as `i007e`, stays as it was).
     pub unknown: Vec<(Bytes, Bytes)>,
 }
 
