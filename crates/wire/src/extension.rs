@@ -630,6 +630,19 @@ mod tests {
     }
 
     #[test]
+    fn leniently_accepted_unknown_values_are_written_back_verbatim() {
+        // Regression (fuzz): a non-canonical value (`03:abc`) accepted leniently is kept as
+        // received, so the re-encoding decodes again under the same (lenient) options.
+        let wire = Bytes::from_static(b"d1:x03:abce");
+        assert!(ExtendedHandshake::decode(&wire).is_err());
+        let hs = ExtendedHandshake::decode_with(&wire, &DecodeOptions::lenient()).unwrap();
+        assert_eq!(hs.unknown, [(Bytes::from_static(b"x"), Bytes::from_static(b"03:abc"))]);
+        let mut out = Vec::new();
+        hs.encode(&mut out).unwrap();
+        assert_eq!(out, &wire[..]);
+    }
+
+    #[test]
     fn upload_only_keeps_its_value() {
         // Regression (fuzz): `upload_only` was stored as a bool, so `i11e` re-encoded as `i1e`.
         let wire = Bytes::from_static(b"d11:upload_onlyi11ee");
