@@ -198,3 +198,43 @@ async fn stalled_body_is_cut_off_and_prefix_kept() {
     assert_eq!(r.status(), 204);
     server.task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_beyond_the_limit_wait_their_turn() {
+    let store = tempfile::tempdir().unwrap();
+    let mut cfg = config(store.path());
+    cfg.idle_timeout = Duration::from_secs(2);
+    cfg.max_active_bodies = 1;
+    let server = start(cfg).await;
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let slow = new_upload(&http, &base, &[("Upload-Length", "1000000")]).await;
+    let fast = new_upload(&http, &base, &[("Upload-Length", "10")]).await;
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "PATCH /files/{slow} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 1000000\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    // Past the 256 KiB write buffer, so the file shows the body is streaming.
+    s.write_all(&[3u8; 300_000]).await.unwrap();
+    s.flush().await.unwrap();
+    // Let the stalled body take the only slot.
+    let mut streaming = false;
+    for _ in 0..400 {
+        if std::fs::metadata(store.path().join(format!("{slow}.bin"))).map_or(0, |m| m.len()) > 0 {
+            streaming = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(streaming, "stalled body holds the slot");
+    let r =
+        send(&http, &base, "PATCH", &format!("/files/{fast}"), &[T, CT, ("Upload-Offset", "0")], vec![1; 10])
+            .await;
+    assert_eq!(r.status(), 204);
+    // The second body only ran after the stalled one was cut and committed.
+    let r = send(&http, &base, "HEAD", &format!("/files/{slow}"), &[T], vec![]).await;
+    assert_eq!(r.headers()["Upload-Offset"], "300000");
+    drop(s);
+    server.task.abort();
+}
