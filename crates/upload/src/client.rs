@@ -27,6 +27,10 @@ pub struct ClientConfig {
     pub checksum: Option<ChecksumAlgorithm>,
     /// `Upload-Metadata` sent at creation.
     pub metadata: Metadata,
+    /// When resuming from a server that reports a prefix root, hash the
+    /// local prefix and start over on a mismatch (the file changed). Reads the
+    /// prefix once. Default `false`.
+    pub verify_prefix: bool,
 }
 
 impl Default for ClientConfig {
@@ -37,6 +41,7 @@ impl Default for ClientConfig {
             max_retries: 8,
             checksum: None,
             metadata: Metadata::new(),
+            verify_prefix: false,
         }
     }
 }

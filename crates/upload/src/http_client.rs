@@ -14,6 +14,8 @@ use crate::Error;
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::client::{Action, ClientConfig, ClientMachine, ClientResponse};
 use crate::headers;
+use crate::merkle::{MerkleBuilder, PiecesRoot};
+use crate::server::PREFIX_ROOT;
 
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -69,6 +71,23 @@ async fn checksum_of(path: &Path, offset: u64, len: u64, alg: ChecksumAlgorithm)
     Ok(h.finish())
 }
 
+async fn prefix_root(path: &Path, len: u64) -> Result<Option<PiecesRoot>, Error> {
+    let mut f = tokio::fs::File::open(path).await?;
+    let mut m = MerkleBuilder::new();
+    let mut left = len;
+    let mut buf = vec![0u8; READ_CHUNK];
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        let n = f.read(buf.get_mut(..want).unwrap_or(&mut [])).await?;
+        if n == 0 {
+            return Err(io("file shrank"));
+        }
+        m.update(buf.get(..n).unwrap_or(&[]));
+        left -= n as u64;
+    }
+    Ok(m.finish())
+}
+
 fn body_for(path: PathBuf, offset: u64, len: u64) -> reqwest::Body {
     let s = futures_util::stream::try_unfold(
         (None::<tokio::fs::File>, path, offset, len),
@@ -115,6 +134,7 @@ pub async fn upload_file(job: UploadJob, mut progress: impl FnMut(u64, u64)) -> 
     loop {
         let now = SystemTime::now();
         let action = m.poll_action(now)?;
+        let mut is_head = false;
         let sent = match action {
             Action::Done { url } => {
                 if let Some(rf) = &job.resume_file {
@@ -136,6 +156,7 @@ pub async fn upload_file(job: UploadJob, mut progress: impl FnMut(u64, u64)) -> 
                 rb.send().await
             }
             Action::Head { url, headers: h } => {
+                is_head = true;
                 let mut rb = http.head(&url);
                 for (k, v) in h {
                     rb = rb.header(k, v);
@@ -167,8 +188,22 @@ pub async fn upload_file(job: UploadJob, mut progress: impl FnMut(u64, u64)) -> 
                     .map(|l| endpoint.join(&l).map(|u| u.to_string()))
                     .transpose()
                     .map_err(io)?;
+                let mut status = resp.status().as_u16();
+                if is_head
+                    && status == 200
+                    && job.config.verify_prefix
+                    && let (Some(want), Some(off)) = (get(PREFIX_ROOT), get(headers::UPLOAD_OFFSET))
+                    && let Ok(off) = headers::parse_u64(headers::UPLOAD_OFFSET, off.as_bytes())
+                    && off <= total
+                    && prefix_root(&job.path, off).await?.map(|r| r.to_hex()).as_deref()
+                        != Some(want.as_str())
+                {
+                    // The server holds other bytes than our file's prefix:
+                    // treat the upload as gone so the machine starts over.
+                    status = 404;
+                }
                 let r = ClientResponse {
-                    status: resp.status().as_u16(),
+                    status,
                     location,
                     upload_offset: get(headers::UPLOAD_OFFSET),
                     upload_length: get(headers::UPLOAD_LENGTH),

@@ -52,6 +52,11 @@ pub const EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-lengt
 /// (hex), so a client can check the stored bytes against its own file.
 pub const PIECES_ROOT: &str = "Piecework-Pieces-Root";
 
+/// Non-tus header on `HEAD` of an unfinished upload: the BEP 52 root of the
+/// bytes received so far (hex), so a resuming client can check that prefix
+/// against its file before sending the rest.
+pub const PREFIX_ROOT: &str = "Piecework-Prefix-Root";
+
 /// A response for the adapter to send: status and headers (no body).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -289,6 +294,11 @@ impl<S: Store> Server<S> {
         }
         if let Some(root) = u.info.root {
             r = r.with(PIECES_ROOT, root.to_hex());
+        } else if !u.info.is_finished()
+            && let Some(root) = u.merkle.finish()
+        {
+            // O(log n): the running merkle state covers exactly the offset.
+            r = r.with(PREFIX_ROOT, root.to_hex());
         }
         Ok(r)
     }
@@ -719,6 +729,7 @@ mod tests {
         assert_eq!(r.header("Upload-Offset"), Some("20000"));
         assert_eq!(r.header("Upload-Length"), Some("40000"));
         assert_eq!(r.header("Cache-Control"), Some("no-store"));
+        assert_eq!(r.header(PREFIX_ROOT), pieces_root_of(&data[..20000]).map(|r| r.to_hex()).as_deref());
         patch(&mut s, "u1", 20000, &data[20000..], &[]).unwrap();
         assert_eq!(s.store().data(&id("u1")).unwrap(), data);
         assert_eq!(s.pieces_root(&id("u1")), pieces_root_of(&data));

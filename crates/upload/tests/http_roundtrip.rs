@@ -434,3 +434,39 @@ async fn zstd_download_compresses_text_and_passes_noise() {
     assert_eq!(r.bytes().await.unwrap(), &bytes[..10]);
     server.task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_checks_the_prefix_and_restarts_when_the_file_changed() {
+    let store = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let server = start(config(store.path())).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let old = data(100_000, 30);
+    let r = create(&http, &server.endpoint(), &[("Upload-Length", "100000")]).await;
+    let url = location(&server.endpoint(), &r);
+    assert_eq!(patch(&http, &url, 0, old[..40_000].to_vec(), &[]).await.status(), 204);
+    // The local file changed in the part already sent.
+    let mut new = old.clone();
+    new[10] ^= 0xff;
+    let file = write_file(src.path(), "f.bin", &new);
+    let mut j = job(&server.endpoint(), &file, 16 * 1024);
+    j.resume_url = Some(url.clone());
+    j.config.verify_prefix = true;
+    let url2 = upload_file(j.clone(), |_, _| {}).await.unwrap();
+    assert_ne!(url2, url, "started over");
+    assert_eq!(stored(store.path(), &url2), new);
+    // An unchanged prefix resumes in place.
+    let r = create(&http, &server.endpoint(), &[("Upload-Length", "100000")]).await;
+    let url3 = location(&server.endpoint(), &r);
+    assert_eq!(patch(&http, &url3, 0, new[..40_000].to_vec(), &[]).await.status(), 204);
+    j.resume_url = Some(url3.clone());
+    let mut first = None;
+    let url4 = upload_file(j, |o, _| {
+        first.get_or_insert(o);
+    })
+    .await
+    .unwrap();
+    assert_eq!((url4, first), (url3.clone(), Some(40_000)));
+    assert_eq!(stored(store.path(), &url3), new);
+    server.task.abort();
+}
