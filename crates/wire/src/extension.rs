@@ -117,6 +117,8 @@ pub struct ExtendedHandshake {
     /// Every other key, with its raw bencoded value, written back verbatim on encode (so a
     /// value accepted by lenient decoding, such as `i007e`, stays as it was).
     pub unknown: Vec<(Bytes, Bytes)>,
+    /// The peer sent an empty `m`; kept so the handshake re-encodes exactly.
+    empty_m: bool,
 }
 
 const HS: &str = "handshake";
@@ -156,6 +158,7 @@ impl ExtendedHandshake {
             match key {
                 b"m" => {
                     let m = node.as_dict().ok_or(Error::Extension { message: HS, field: "m" })?;
+                    hs.empty_m = m.is_empty();
                     let mut names = std::collections::HashSet::new();
                     for (name, id) in m.iter() {
                         let id = id.as_int().and_then(|i| u8::try_from(i).ok());
@@ -205,7 +208,7 @@ impl ExtendedHandshake {
         let ip6 = self.ipv6.map(|a| a.octets());
         let mut your = [0u8; 16];
         let mut items: Vec<(&[u8], V<'_>)> = Vec::with_capacity(10 + self.unknown.len());
-        if !self.extensions.is_empty() {
+        if !self.extensions.is_empty() || self.empty_m {
             items.push((b"m", V::M));
         }
         if let Some(p) = self.port {
@@ -637,6 +640,17 @@ mod tests {
         assert!(ExtendedHandshake::decode(&wire).is_err());
         let hs = ExtendedHandshake::decode_with(&wire, &DecodeOptions::lenient()).unwrap();
         assert_eq!(hs.unknown, [(Bytes::from_static(b"x"), Bytes::from_static(b"03:abc"))]);
+        let mut out = Vec::new();
+        hs.encode(&mut out).unwrap();
+        assert_eq!(out, &wire[..]);
+    }
+
+    #[test]
+    fn an_empty_m_is_kept() {
+        // Regression (fuzz): `1:mde` was dropped on re-encode.
+        let wire = Bytes::from_static(b"d1:mde1:pi1ee");
+        let hs = ExtendedHandshake::decode(&wire).unwrap();
+        assert!(hs.extensions.is_empty());
         let mut out = Vec::new();
         hs.encode(&mut out).unwrap();
         assert_eq!(out, &wire[..]);
