@@ -281,7 +281,7 @@ impl ClientMachine {
         let i = usize::try_from(self.failures - 1).unwrap_or(usize::MAX);
         let wait = self.config.backoff.get(i).or(self.config.backoff.last()).copied().unwrap_or_default();
         let next = if self.url.is_some() { Step::Head } else { Step::Create };
-        self.state = State::Waiting(now + wait, next);
+        self.state = State::Waiting(now.checked_add(wait).unwrap_or(now), next);
         Ok(())
     }
 }

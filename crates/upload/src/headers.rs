@@ -338,8 +338,11 @@ pub fn encode_checksum(c: &Checksum) -> String {
 }
 
 /// Formats a time as an `Upload-Expires` value (RFC 9110 IMF-fixdate).
+/// Times past 9999-12-31 (which the format cannot carry) are clamped to it.
 pub fn format_expires(t: std::time::SystemTime) -> String {
-    httpdate::fmt_http_date(t)
+    // 9999-12-31T23:59:59Z; httpdate panics past it.
+    let max = std::time::UNIX_EPOCH + std::time::Duration::from_secs(253_402_300_799);
+    httpdate::fmt_http_date(t.min(max))
 }
 
 /// Parses an `Upload-Expires` value.
@@ -432,6 +435,8 @@ mod tests {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
         assert_eq!(parse_expires(format_expires(t).as_bytes()).unwrap(), t);
         assert!(parse_expires(b"tomorrow").is_err());
+        let far = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1 << 40);
+        assert!(format_expires(far).starts_with("Fri, 31 Dec 9999"));
     }
 
     #[test]

@@ -358,7 +358,7 @@ impl<S: Store> Server<S> {
             metadata,
             concat,
             created: now,
-            expires: self.config.expire_after.map(|d| now + d),
+            expires: self.config.expire_after.and_then(|d| now.checked_add(d)),
             root: None,
         };
         if length == Some(0) {
@@ -536,7 +536,7 @@ impl<S: Store> Server<S> {
             }
             info.expires = None;
         } else if let Some(d) = self.config.expire_after {
-            info.expires = Some(now + d);
+            info.expires = now.checked_add(d);
         }
         if info.is_finished() || s.new_length.is_some() {
             self.store.save_info(&s.id, &info)?;

@@ -100,8 +100,8 @@ impl UploadInfo {
             match k {
                 "length" => info.length = Some(num(v)?),
                 "offset" => info.offset = num(v)?,
-                "created" => info.created = UNIX_EPOCH + Duration::from_secs(num(v)?),
-                "expires" => info.expires = Some(UNIX_EPOCH + Duration::from_secs(num(v)?)),
+                "created" => info.created = unix_time(num(v)?)?,
+                "expires" => info.expires = Some(unix_time(num(v)?)?),
                 "metadata" => {
                     let limits = MetadataLimits { max_len: usize::MAX, max_pairs: usize::MAX };
                     info.metadata = Metadata::parse(v.as_bytes(), limits)?;
@@ -116,6 +116,12 @@ impl UploadInfo {
         }
         Ok(info)
     }
+}
+
+/// Unix seconds to a time; out-of-range values (corrupt records) are errors,
+/// not overflow panics (fuzz finding).
+fn unix_time(secs: u64) -> Result<SystemTime, Error> {
+    UNIX_EPOCH.checked_add(Duration::from_secs(secs)).ok_or(bad_info())
 }
 
 fn bad_info() -> Error {
@@ -397,7 +403,7 @@ impl Store for FileStore {
                 && info.length.is_none_or(|l| off <= l)
             {
                 info.offset = off;
-                info.expires = (exp > 0).then(|| UNIX_EPOCH + Duration::from_secs(exp));
+                info.expires = (exp > 0).then(|| unix_time(exp).ok()).flatten();
             }
             let data = std::fs::OpenOptions::new().write(true).open(self.data_path(&id))?;
             let len = data.metadata()?.len();
@@ -472,6 +478,7 @@ mod tests {
         assert_eq!(UploadInfo::decode(&i.encode()).unwrap(), i);
         assert!(UploadInfo::decode("garbage").is_err());
         assert!(UploadInfo::decode("piecework-upload 1\nlength 3\noffset 4\n").is_err());
+        assert!(UploadInfo::decode("piecework-upload 1\ncreated 18446744073709551615\n").is_err());
     }
 
     #[test]
