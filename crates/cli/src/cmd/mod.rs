@@ -14,7 +14,11 @@ mod fetch;
 mod inspect;
 mod magnet;
 mod seed;
+mod share;
 mod swarm_common;
+mod upload;
+mod upload_common;
+mod upload_server;
 mod verify;
 
 #[derive(Subcommand, Debug)]
@@ -33,6 +37,12 @@ pub(crate) enum Command {
     Fetch(fetch::Args),
     /// Share demo: a seeder and a leecher move a fresh file over 127.0.0.1.
     Demo(demo::Args),
+    /// Run a tus 1.0 resumable upload server over a store directory.
+    UploadServer(upload_server::Args),
+    /// Upload a file to a tus server with progress; rerun to resume.
+    Upload(upload::Args),
+    /// Print a signed, expiring download link for finished uploads.
+    Share(share::Args),
 }
 
 pub(crate) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
@@ -44,6 +54,9 @@ pub(crate) fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Seed(a) => seed::run(a),
         Command::Fetch(a) => fetch::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::UploadServer(a) => upload_server::run(a),
+        Command::Upload(a) => upload::run(a),
+        Command::Share(a) => share::run(a),
     }
 }
 
