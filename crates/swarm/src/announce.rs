@@ -129,6 +129,7 @@ impl Announcer {
                         (false, None)
                     }
                 };
+                torrent.announced(ok);
                 let _ = done.send(Done { tracker: i, interval, ok });
             });
         }

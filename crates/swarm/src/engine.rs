@@ -137,6 +137,10 @@ pub struct Stats {
     pub banned: usize,
     /// Whether every piece is verified.
     pub complete: bool,
+    /// Tracker announces that succeeded.
+    pub announces_ok: u32,
+    /// Tracker announces that failed.
+    pub announces_failed: u32,
 }
 
 #[derive(Debug)]
@@ -168,6 +172,8 @@ struct PeerCounters {
     down: AtomicU64,
     up: AtomicU64,
     served: AtomicUsize,
+    /// Both sides speak BEP 6, so an unservable request is answered with `reject`.
+    fast: AtomicBool,
 }
 
 struct MetaState {
@@ -225,6 +231,7 @@ pub(crate) struct TorrentShared {
     pub(crate) peer_id: PeerId,
     pub(crate) trackers: Vec<String>,
     pub(crate) listen_port: u16,
+    listen: Option<SocketAddr>,
     save_path: PathBuf,
     resume_file: Option<PathBuf>,
     state: Mutex<TorrentState>,
@@ -252,9 +259,19 @@ impl TorrentShared {
         TorrentHandle::stats_of(self)
     }
 
+    pub(crate) fn announced(&self, ok: bool) {
+        let mut st = lock(&self.state);
+        if ok {
+            st.stats.announces_ok += 1;
+        } else {
+            st.stats.announces_failed += 1;
+        }
+    }
+
     pub(crate) fn add_peers(&self, peers: &[SocketAddr]) {
         let mut st = lock(&self.state);
-        for p in peers {
+        // Trackers list us too.
+        for p in peers.iter().filter(|p| Some(**p) != self.listen) {
             st.dial.entry(*p).or_default();
         }
     }
@@ -358,6 +375,7 @@ impl Session {
             peer_id: self.inner.peer_id,
             trackers,
             listen_port: self.inner.listen.map_or(0, |a| a.port()),
+            listen: self.inner.listen,
             save_path: add.save_path.clone(),
             resume_file: add.resume_file.clone(),
             state: Mutex::new(state),
@@ -737,8 +755,14 @@ async fn writer(
                     served += 1;
                     let Some(store) = &store else { continue };
                     let mut data = BytesMut::zeroed(b.length as usize);
-                    if let Err(e) = store.read_block(b.piece, b.offset, &mut data) {
-                        warn!(error = %e, "reading a block to serve failed");
+                    if let Err(e) = read_block_padded(store, b, &mut data) {
+                        debug!(error = %e, "cannot serve a block");
+                        if counters.fast.load(Ordering::Relaxed) {
+                            let mut f = BytesMut::new();
+                            if Message::Reject(b).encode(&mut f).is_ok() {
+                                bufs.push(f.freeze());
+                            }
+                        }
                         continue;
                     }
                     let piece =
@@ -758,6 +782,30 @@ async fn writer(
         counters.served.fetch_add(served, Ordering::Relaxed);
     }
     let _ = w.shutdown().await;
+}
+
+/// Reads a block to serve. v2 pieces end with their file, but libtorrent treats the rest
+/// of the last piece as padding and requests it: those bytes are zeros.
+fn read_block_padded(store: &Store, b: BlockRef, buf: &mut [u8]) -> Result<(), piecework_storage::Error> {
+    let layout = store.layout();
+    let size = layout.piece_size(b.piece)?;
+    let end = u64::from(b.offset) + u64::from(b.length);
+    if layout.version() != piecework_metainfo::Version::V1
+        && end > u64::from(size)
+        && end <= u64::from(layout.piece_length())
+    {
+        let real = size.saturating_sub(b.offset) as usize;
+        buf[real..].fill(0);
+        if real == 0 {
+            return if store.has_piece(b.piece) {
+                Ok(())
+            } else {
+                Err(piecework_storage::Error::PieceNotAvailable { piece: b.piece.get() })
+            };
+        }
+        return store.read_block(b.piece, b.offset, &mut buf[..real]);
+    }
+    store.read_block(b.piece, b.offset, buf)
 }
 
 async fn write_all_vectored(
@@ -1029,7 +1077,11 @@ fn process_events(
         let mut st = lock(&torrent.state);
         while let Some(ev) = peer.poll_event() {
             match ev {
-                PeerEvent::Connected { .. } => {}
+                PeerEvent::Connected { .. } => {
+                    if let Some(e) = st.peers.get(&key) {
+                        e.counters.fast.store(peer.fast(), Ordering::Relaxed);
+                    }
+                }
                 PeerEvent::ExtensionHandshake => {
                     if st.meta.is_none() {
                         start_metadata_fetch(torrent, &mut st, key, peer, now)?;
@@ -1302,7 +1354,8 @@ async fn control_loop(
                     Control::Verdict(r) => on_verdict(&torrent, r),
                     Control::PeerClosed { key, addr, outgoing, error } => {
                         let mut st = lock(&torrent.state);
-                        let both_seeds = matches!(error, Some(Error::Protocol { rule: "both sides are seeds" }));
+                        let both_seeds = matches!(error, Some(Error::Protocol { rule: "both sides are seeds" }))
+                            || matches!(error, Some(Error::SelfConnection));
                         if let Some(d) = st.dial.get_mut(&addr) {
                             d.connected = false;
                             d.finished |= both_seeds;

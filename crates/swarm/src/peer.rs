@@ -327,7 +327,10 @@ impl Peer {
             }
             Message::Have(i) => self.on_have(i)?,
             Message::Bitfield(raw) => {
-                self.first_bitfield()?;
+                if self.got_bitfield {
+                    return self.merge_bitfield(&raw);
+                }
+                self.got_bitfield = true;
                 match self.piece_count {
                     Some(n) => {
                         let b = Bitfield::from_bytes(&raw, n)
@@ -341,8 +344,15 @@ impl Peer {
                 if !self.fast {
                     return Err(Error::Protocol { rule: "have all/none without the fast extension" });
                 }
-                self.first_bitfield()?;
                 let all = matches!(msg, Message::HaveAll);
+                if self.got_bitfield {
+                    // A late `have all` (a peer that finished) adds every piece.
+                    if let (true, Some(n)) = (all, self.piece_count) {
+                        return self.merge_bitfield(&Bitfield::full(n).to_bytes());
+                    }
+                    return Ok(());
+                }
+                self.got_bitfield = true;
                 match self.piece_count {
                     Some(n) => self.set_peer_has(if all { Bitfield::full(n) } else { Bitfield::new(n) }),
                     None if all => self.early = EarlyHave::All,
@@ -394,11 +404,18 @@ impl Peer {
         Ok(())
     }
 
-    fn first_bitfield(&mut self) -> Result<(), Error> {
-        if self.got_bitfield {
-            return Err(Error::Protocol { rule: "second bitfield" });
+    /// A second `bitfield` is against BEP 3, but aria2 sends one after `have none` once it
+    /// has pieces: treat its new bits as `have`s instead of dropping a working peer.
+    fn merge_bitfield(&mut self, raw: &[u8]) -> Result<(), Error> {
+        let Some(n) = self.piece_count else {
+            self.early = EarlyHave::Raw(Bytes::copy_from_slice(raw));
+            return Ok(());
+        };
+        let b = Bitfield::from_bytes(raw, n)
+            .map_err(|_| Error::Protocol { rule: "bitfield size or spare bits" })?;
+        for p in b.iter_ones() {
+            self.on_have(p)?;
         }
-        self.got_bitfield = true;
         Ok(())
     }
 
@@ -864,7 +881,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_bitfield_and_second_bitfield_fail() {
+    fn bad_bitfield_fails_and_second_bitfield_merges() {
         let now = Instant::now();
         let mut p = connected(now, Bitfield::new(10), Reserved::NONE);
         // 10 pieces: 2 bytes, the last 6 bits spare and zero.
@@ -872,7 +889,13 @@ mod tests {
         let mut p = connected(now, Bitfield::new(10), Reserved::NONE);
         p.handle_message(now, Message::Bitfield(Bytes::from_static(&[0xff, 0xc0]))).unwrap();
         assert_eq!(p.peer_has().map(Bitfield::count_ones), Some(10));
-        assert!(p.handle_message(now, Message::Bitfield(Bytes::from_static(&[0xff, 0xc0]))).is_err());
+        // A second bitfield (aria2 sends one) only adds pieces.
+        let mut p = connected(now, Bitfield::new(10), Reserved::NONE);
+        p.handle_message(now, Message::Bitfield(Bytes::from_static(&[0x80, 0x00]))).unwrap();
+        events(&mut p);
+        p.handle_message(now, Message::Bitfield(Bytes::from_static(&[0xc0, 0x00]))).unwrap();
+        assert_eq!(events(&mut p), [PeerEvent::Have(PieceIndex::new(1))]);
+        assert!(p.handle_message(now, Message::Bitfield(Bytes::from_static(&[0xff, 0xff]))).is_err());
     }
 
     #[test]
