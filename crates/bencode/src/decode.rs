@@ -782,6 +782,12 @@ fn parse<S: Sink>(input: &[u8], start: usize, opts: &DecodeOptions, sink: &mut S
 /// a `memcmp` call.
 #[inline(always)]
 fn compare_keys(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
+    // Neighbouring keys usually differ in their first byte.
+    if let (Some(x), Some(y)) = (a.first(), b.first())
+        && x != y
+    {
+        return x.cmp(y);
+    }
     if a.len() <= 16 && b.len() <= 16 {
         for (x, y) in a.iter().zip(b) {
             if x != y {
