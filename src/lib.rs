@@ -12,6 +12,7 @@
 //! | [`wire`] | `piecework-wire` | the peer-wire protocol codec (BEP 3/5/6/9/10/11/52), sans-IO |
 //! | [`storage`] | `piecework-storage` | pieces on disk: file mapping, verification, resume, recheck |
 //! | [`tracker`] | `piecework-tracker` | HTTP and UDP tracker clients (BEP 3/7/15/23/48) |
+//! | [`swarm`] | `piecework-swarm` | the tokio engine that seeds and downloads |
 //! | [`upload`] | `piecework-upload` | resumable chunked uploads (tus 1.0), share links |
 //!
 //! ```
@@ -21,7 +22,7 @@
 //! ```
 //!
 //! ## Feature flags
-//! - `bencode`, `metainfo`, `wire`, `storage`, `tracker`, `upload` (all default): re-export the
+//! - `bencode`, `metainfo`, `wire`, `storage`, `tracker`, `swarm`, `upload` (all default): re-export the
 //!   crate of that name.
 //! - `serde`: serde support in the re-exported crates.
 #![forbid(unsafe_code)]
@@ -36,6 +37,9 @@ pub use piecework_metainfo as metainfo;
 #[cfg(feature = "storage")]
 #[doc(inline)]
 pub use piecework_storage as storage;
+#[cfg(feature = "swarm")]
+#[doc(inline)]
+pub use piecework_swarm as swarm;
 #[cfg(feature = "tracker")]
 #[doc(inline)]
 pub use piecework_tracker as tracker;
