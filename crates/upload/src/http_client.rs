@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use futures_util::StreamExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
 use crate::Error;
@@ -87,51 +88,32 @@ async fn prefix_root(path: &Path, len: u64) -> Result<Option<PiecesRoot>, Error>
     Ok(m.finish())
 }
 
-/// Bytes per body frame. Large frames mean few syscalls and wakeups per MiB.
-const BODY_FRAME: usize = 1 << 20;
-/// Frames read ahead of the socket (bounds client memory to a few MiB).
-const FRAMES_AHEAD: usize = 4;
-
-/// Streams `len` bytes of `path` from `offset`. A blocking thread reads with
-/// `std::fs` straight into each frame's buffer (`read_to_end` on spare
-/// capacity: no zero-fill, and no second copy through tokio's file buffer,
-/// which profiling showed cost as much as the socket send).
 fn body_for(path: PathBuf, offset: u64, len: u64) -> reqwest::Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(FRAMES_AHEAD);
-    tokio::task::spawn_blocking(move || {
-        use std::io::{Read as _, Seek as _};
-        let opened = std::fs::File::open(&path).and_then(|mut f| {
-            f.seek(std::io::SeekFrom::Start(offset))?;
-            Ok(f)
-        });
-        let mut f = match opened {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
+    let s = futures_util::stream::try_unfold(
+        (None::<tokio::fs::File>, path, offset, len),
+        |(file, path, pos, left)| async move {
+            if left == 0 {
+                return Ok::<_, std::io::Error>(None);
             }
-        };
-        let mut left = len;
-        while left > 0 {
-            let want = usize::try_from(left).unwrap_or(usize::MAX).min(BODY_FRAME);
-            let mut buf = Vec::with_capacity(want);
-            let frame = match (&mut f).take(want as u64).read_to_end(&mut buf) {
-                Ok(0) => Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank")),
-                Ok(n) => {
-                    left -= n as u64;
-                    Ok(buf)
+            let mut f = match file {
+                Some(f) => f,
+                None => {
+                    let mut f = tokio::fs::File::open(&path).await?;
+                    f.seek(std::io::SeekFrom::Start(pos)).await?;
+                    f
                 }
-                Err(e) => Err(e),
             };
-            let failed = frame.is_err();
-            // A send error means the request was dropped: stop reading.
-            if tx.blocking_send(frame).is_err() || failed {
-                return;
+            let want = usize::try_from(left).unwrap_or(usize::MAX).min(READ_CHUNK);
+            let mut buf = vec![0u8; want];
+            let n = f.read(&mut buf).await?;
+            if n == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank"));
             }
-        }
-    });
-    let s = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
-    reqwest::Body::wrap_stream(s)
+            buf.truncate(n);
+            Ok(Some((buf, (Some(f), path, pos + n as u64, left - n as u64))))
+        },
+    );
+    reqwest::Body::wrap_stream(s.boxed())
 }
 
 /// Uploads (or resumes) `job`; `progress(confirmed_offset, total)` runs after
