@@ -748,32 +748,80 @@ async fn writer(
         let mut payload = 0u64;
         let mut served = 0usize;
         let store = storage.storage();
-        for it in items.drain(..) {
-            match it {
-                Out::Frame(b) => bufs.push(b),
-                Out::Block(b) => {
-                    served += 1;
-                    let Some(store) = &store else { continue };
-                    let mut data = BytesMut::zeroed(b.length as usize);
-                    if let Err(e) = read_block_padded(store, b, &mut data) {
-                        debug!(error = %e, "cannot serve a block");
-                        if counters.fast.load(Ordering::Relaxed) {
-                            let mut f = BytesMut::new();
-                            if Message::Reject(b).encode(&mut f).is_ok() {
-                                bufs.push(f.freeze());
-                            }
+        let mut i = 0;
+        while i < items.len() {
+            let b = match &items[i] {
+                Out::Frame(f) => {
+                    bufs.push(f.clone());
+                    i += 1;
+                    continue;
+                }
+                Out::Block(b) => *b,
+            };
+            let Some(store) = &store else {
+                served += 1;
+                i += 1;
+                continue;
+            };
+            // Requests for consecutive blocks of one piece are read with one `pread` and
+            // split into per-block slices of the same buffer.
+            let mut run = 1;
+            let mut len = b.length;
+            let real = store.layout().piece_size(b.piece).unwrap_or(0);
+            while let Some(Out::Block(n)) = items.get(i + run) {
+                if n.piece != b.piece
+                    || n.offset != b.offset.saturating_add(len)
+                    || n.offset.saturating_add(n.length) > real
+                {
+                    break;
+                }
+                len += n.length;
+                run += 1;
+            }
+            if run > 1 && b.offset.saturating_add(len) <= real {
+                let mut data = BytesMut::zeroed(len as usize);
+                if store.read_block(b.piece, b.offset, &mut data).is_ok() {
+                    let data = data.freeze();
+                    let mut at = 0usize;
+                    for it in &items[i..i + run] {
+                        let Out::Block(blk) = it else { continue };
+                        let piece = piecework_wire::Piece {
+                            index: blk.piece,
+                            begin: blk.offset,
+                            data: data.slice(at..at + blk.length as usize),
+                        };
+                        at += blk.length as usize;
+                        if let Some(h) = piece.header() {
+                            payload += u64::from(blk.length);
+                            bufs.push(Bytes::copy_from_slice(&h));
+                            bufs.push(piece.data);
                         }
-                        continue;
                     }
-                    let piece =
-                        piecework_wire::Piece { index: b.piece, begin: b.offset, data: data.freeze() };
-                    let Some(h) = piece.header() else { continue };
-                    payload += u64::from(b.length);
-                    bufs.push(Bytes::copy_from_slice(&h));
-                    bufs.push(piece.data);
+                    served += run;
+                    i += run;
+                    continue;
                 }
             }
+            served += 1;
+            i += 1;
+            let mut data = BytesMut::zeroed(b.length as usize);
+            if let Err(e) = read_block_padded(store, b, &mut data) {
+                debug!(error = %e, "cannot serve a block");
+                if counters.fast.load(Ordering::Relaxed) {
+                    let mut f = BytesMut::new();
+                    if Message::Reject(b).encode(&mut f).is_ok() {
+                        bufs.push(f.freeze());
+                    }
+                }
+                continue;
+            }
+            let piece = piecework_wire::Piece { index: b.piece, begin: b.offset, data: data.freeze() };
+            let Some(h) = piece.header() else { continue };
+            payload += u64::from(b.length);
+            bufs.push(Bytes::copy_from_slice(&h));
+            bufs.push(piece.data);
         }
+        items.clear();
         if write_all_vectored(&mut w, &mut bufs).await.is_err() {
             break;
         }

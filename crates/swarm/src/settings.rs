@@ -90,8 +90,6 @@ pub struct Settings {
     pub ban_strikes: u32,
     /// Bytes read from a socket at a time.
     pub read_buffer: usize,
-    /// Most outgoing messages queued for a peer's writer before the reader waits.
-    pub write_queue: usize,
     /// Storage settings (hashing threads, file descriptors, ...).
     pub storage: piecework_storage::Settings,
     /// Save resume data every this often while downloading (and at shutdown).
@@ -118,7 +116,6 @@ impl Default for Settings {
             endgame_duplicates: 2,
             ban_strikes: 3,
             read_buffer: 256 * 1024,
-            write_queue: 512,
             storage: piecework_storage::Settings::default(),
             resume_interval: Duration::from_secs(30),
             trackers: true,
