@@ -521,10 +521,7 @@ impl TorrentHandle {
     }
 
     fn fatal(&self) -> Option<Error> {
-        lock(&self.shared.fatal).clone().map(|what| {
-            warn!(%what, "torrent stopped");
-            Error::InvalidInput { what: "storage failure (see log)" }
-        })
+        lock(&self.shared.fatal).clone().map(|reason| Error::Stopped { reason })
     }
 
     /// Stops the torrent: closes its connections, waits for pending verification, saves

@@ -56,6 +56,14 @@ pub enum Error {
         /// What was wrong.
         what: &'static str,
     },
+    /// The torrent stopped on an error it cannot recover from (a disk error, unusable
+    /// metadata such as a v2 magnet's info without piece layers); the reason is the
+    /// underlying error's text.
+    #[error("the torrent stopped: {reason}")]
+    Stopped {
+        /// What stopped it.
+        reason: String,
+    },
     /// The session or torrent has been shut down.
     #[error("the session has shut down")]
     Shutdown,

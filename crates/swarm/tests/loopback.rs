@@ -270,3 +270,26 @@ async fn resume_after_stop() {
     seeder.shutdown().await;
     check_files(&dir.path().join("out"), &files);
 }
+
+/// A v2-only magnet needs the piece layers (BEP 52 hash requests, not implemented yet): the
+/// torrent stops with an error instead of downloading data it cannot verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn magnet_v2_without_piece_layers_stops_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (torrent, _) = make_torrent(dir.path(), Version::V2, 64 * 1024);
+    let seeder = Session::new(Settings::default()).await.unwrap();
+    seeder.add_torrent(AddTorrent::torrent(torrent.clone(), dir.path().join("seed"))).await.unwrap();
+    let leecher = Session::new(Settings::default()).await.unwrap();
+    let m = Magnet::from_metainfo(&Metainfo::parse(&torrent).unwrap());
+    let t = leecher
+        .add_torrent(AddTorrent::magnet(m, dir.path().join("out")).peer(seeder.listen_addr().unwrap()))
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(DEADLINE, t.wait_complete()).await.expect("decided in time");
+    let s = t.stats();
+    println!("result {r:?}, stats {s:?}");
+    assert!(matches!(r, Err(piecework_swarm::Error::Stopped { .. })), "{r:?}");
+    assert_eq!(s.banned, 0, "no honest peer is blamed");
+    leecher.shutdown().await;
+    seeder.shutdown().await;
+}
