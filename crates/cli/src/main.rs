@@ -25,7 +25,7 @@ const EXIT_BAD_INPUT: u8 = 2;
 #[command(
     name = "piecework",
     version,
-    about = "BitTorrent building blocks: create, inspect and verify torrents"
+    about = "Share large files: make and check torrents, seed and fetch them, run resumable uploads"
 )]
 struct Cli {
     #[command(subcommand)]
