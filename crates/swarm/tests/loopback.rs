@@ -71,7 +71,13 @@ async fn transfer(version: Version, magnet: bool) {
     assert!(s.complete && s.has_metadata);
     assert_eq!(s.have_bytes, 1_033_334);
     assert_eq!(s.hash_failures, 0);
-    assert!(st.stats().uploaded >= 1_033_334);
+    // The seeder counts a block as uploaded once its write completes, which can be a moment
+    // after the leecher has verified the last piece: wait for it, bounded.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while st.stats().uploaded < 1_033_334 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(st.stats().uploaded >= 1_033_334, "seeder counted {} bytes uploaded", st.stats().uploaded);
     leecher.shutdown().await;
     seeder.shutdown().await;
     check_files(&dir.path().join("out"), &files);
