@@ -7,17 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use futures_util::StreamExt as _;
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
-
 use crate::Error;
 use crate::checksum::{Checksum, ChecksumAlgorithm};
 use crate::client::{Action, ClientConfig, ClientMachine, ClientResponse};
+use crate::file_range::{file_stream, read_range};
 use crate::headers;
 use crate::merkle::{MerkleBuilder, PiecesRoot};
 use crate::server::PREFIX_ROOT;
-
-const READ_CHUNK: usize = 256 * 1024;
 
 /// One upload job.
 #[derive(Debug, Clone)]
@@ -54,66 +50,19 @@ fn io(e: impl std::fmt::Display) -> Error {
 }
 
 async fn checksum_of(path: &Path, offset: u64, len: u64, alg: ChecksumAlgorithm) -> Result<Checksum, Error> {
-    let mut f = tokio::fs::File::open(path).await?;
-    f.seek(std::io::SeekFrom::Start(offset)).await?;
     let mut h = alg.hasher();
-    let mut left = len;
-    let mut buf = vec![0u8; READ_CHUNK];
-    while left > 0 {
-        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-        let n = f.read(buf.get_mut(..want).unwrap_or(&mut [])).await?;
-        if n == 0 {
-            return Err(io("file shrank"));
-        }
-        h.update(buf.get(..n).unwrap_or(&[]));
-        left -= n as u64;
-    }
+    read_range(path, offset, len, |b| h.update(b)).await?;
     Ok(h.finish())
 }
 
 async fn prefix_root(path: &Path, len: u64) -> Result<Option<PiecesRoot>, Error> {
-    let mut f = tokio::fs::File::open(path).await?;
     let mut m = MerkleBuilder::new();
-    let mut left = len;
-    let mut buf = vec![0u8; READ_CHUNK];
-    while left > 0 {
-        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-        let n = f.read(buf.get_mut(..want).unwrap_or(&mut [])).await?;
-        if n == 0 {
-            return Err(io("file shrank"));
-        }
-        m.update(buf.get(..n).unwrap_or(&[]));
-        left -= n as u64;
-    }
+    read_range(path, 0, len, |b| m.update(b)).await?;
     Ok(m.finish())
 }
 
 fn body_for(path: PathBuf, offset: u64, len: u64) -> reqwest::Body {
-    let s = futures_util::stream::try_unfold(
-        (None::<tokio::fs::File>, path, offset, len),
-        |(file, path, pos, left)| async move {
-            if left == 0 {
-                return Ok::<_, std::io::Error>(None);
-            }
-            let mut f = match file {
-                Some(f) => f,
-                None => {
-                    let mut f = tokio::fs::File::open(&path).await?;
-                    f.seek(std::io::SeekFrom::Start(pos)).await?;
-                    f
-                }
-            };
-            let want = usize::try_from(left).unwrap_or(usize::MAX).min(READ_CHUNK);
-            let mut buf = vec![0u8; want];
-            let n = f.read(&mut buf).await?;
-            if n == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank"));
-            }
-            buf.truncate(n);
-            Ok(Some((buf, (Some(f), path, pos + n as u64, left - n as u64))))
-        },
-    );
-    reqwest::Body::wrap_stream(s.boxed())
+    reqwest::Body::wrap_stream(file_stream(path, offset, len))
 }
 
 /// Uploads (or resumes) `job`; `progress(confirmed_offset, total)` runs after

@@ -27,6 +27,7 @@ use base64::Engine as _;
 use futures_util::StreamExt as _;
 use http_body_util::BodyExt as _;
 
+use crate::file_range::file_stream;
 use crate::headers::{self, HeaderSource};
 use crate::id::UploadId;
 use crate::server::{BodyEnd, PatchSession, create_patch_headers};
@@ -584,43 +585,6 @@ fn maybe_zstd(r: axum::response::Response, h: &HeaderMap) -> axum::response::Res
 #[cfg(not(feature = "zstd"))]
 fn maybe_zstd(r: axum::response::Response, _h: &HeaderMap) -> axum::response::Response {
     r
-}
-
-const READ_CHUNK: usize = 256 * 1024;
-
-fn file_stream(
-    path: PathBuf,
-    start: u64,
-    len: u64,
-) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    futures_util::stream::try_unfold(
-        (None::<tokio::fs::File>, path, start, len),
-        |(file, path, pos, left)| async move {
-            use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
-            if left == 0 {
-                return Ok(None);
-            }
-            let mut f = match file {
-                Some(f) => f,
-                None => {
-                    let mut f = tokio::fs::File::open(&path).await?;
-                    f.seek(std::io::SeekFrom::Start(pos)).await?;
-                    f
-                }
-            };
-            let want = usize::try_from(left).unwrap_or(usize::MAX).min(READ_CHUNK);
-            let mut buf = vec![0u8; want];
-            let n = f.read(&mut buf).await?;
-            if n == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "upload shrank while serving",
-                ));
-            }
-            buf.truncate(n);
-            Ok(Some((Bytes::from(buf), (Some(f), path, pos + n as u64, left - n as u64))))
-        },
-    )
 }
 
 fn single_file(

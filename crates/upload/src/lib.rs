@@ -60,6 +60,8 @@
 pub mod checksum;
 pub mod client;
 mod error;
+#[cfg(any(feature = "server", feature = "client"))]
+mod file_range;
 pub mod headers;
 mod id;
 pub mod merkle;
