@@ -1,8 +1,9 @@
 //! Creating torrents: v1, v2 or hybrid, from a file, a directory or any readers.
 //!
-//! Hashing is streamed with bounded memory: the calling thread reads one piece at a time into a
-//! small pool of buffers and worker threads (one per core) hash them. A hybrid's SHA-1 and
-//! SHA-256 hashes come from the same read of the data.
+//! Hashing is streamed with bounded memory and runs on one thread per core. Files on disk are
+//! read by the hashing threads themselves with positional reads, a small chunk at a time; other
+//! readers are read in order by the calling thread into a small pool of piece buffers. A
+//! hybrid's SHA-1 and SHA-256 hashes come from the same read of the data.
 //!
 //! This module reads files (`std::fs`), so it sits behind the `create` feature (on by default);
 //! the rest of the crate does no I/O.
@@ -714,20 +715,149 @@ struct Hashed {
     layers: Vec<Vec<MerkleHash>>,
 }
 
-/// One piece to hash: `buf[..len]` is the v1 piece (pad zeros included for hybrids);
-/// `v2` names the file and how many of the bytes are real file data.
-struct Job {
-    v1_index: Option<usize>,
-    v2: Option<(usize, usize, u64, bool)>, // (file, piece within file, real bytes, whole file in one piece)
-    buf: Vec<u8>,
-    len: usize,
+/// Bytes a hashing thread reads and hashes at a time when it reads the file itself: big enough
+/// that syscalls are cheap, small enough to stay in the core's cache between the read and the
+/// hash (a hybrid hashes every chunk twice).
+const READ_CHUNK: usize = 256 << 10;
+
+/// Bytes a hashing thread hashes between reports of its progress.
+const REPORT_BYTES: u64 = 16 << 20;
+
+/// Bytes of consecutive pieces a hashing thread claims at once.
+const CLAIM_BYTES: u64 = 1 << 20;
+
+/// A stretch of one file that belongs to a piece.
+#[derive(Clone, Copy, Debug)]
+struct Segment {
+    file: usize,
+    offset: u64,
+    len: u64,
 }
 
-struct Done {
+/// One piece to hash: where its bytes are and where its hashes go.
+#[derive(Clone, Debug)]
+struct PieceJob {
     v1_index: Option<usize>,
-    sha1: [u8; 20],
-    v2: Option<(usize, usize, MerkleHash)>,
-    buf: Vec<u8>,
+    /// (file, piece within the file, whole file in one piece)
+    v2: Option<(usize, usize, bool)>,
+    segments: core::ops::Range<usize>,
+    /// Bytes of file data.
+    real: u64,
+    /// Bytes the v1 hash covers: `real` plus a hybrid's pad-file zeros.
+    v1_len: u64,
+}
+
+/// Every piece of the torrent in order, planned before any byte is read.
+struct Plan {
+    jobs: Vec<PieceJob>,
+    segments: Vec<Segment>,
+    v1_pieces: usize,
+}
+
+fn plan_pieces(files: &[InputFile], pl: u64, v1: bool, v2: bool, multi: bool) -> Plan {
+    let aligned = v2; // v2 and hybrid: every file starts a piece
+    let mut jobs = Vec::new();
+    let mut segments = Vec::new();
+    let mut v1_index = 0usize;
+    let mut first_seg = 0usize;
+    let mut cur = 0u64;
+    for (fi, f) in files.iter().enumerate() {
+        if f.attributes.symlink || f.length == 0 {
+            continue;
+        }
+        let (mut offset, mut piece_in_file) = (0u64, 0usize);
+        while offset < f.length {
+            let want = (pl - cur).min(f.length - offset);
+            segments.push(Segment { file: fi, offset, len: want });
+            cur += want;
+            offset += want;
+            if cur == pl || (aligned && offset == f.length) {
+                // A hybrid's v1 piece goes on with the pad file's zeros (libtorrent pads the last
+                // file too; a single-file torrent has no pad).
+                let v1_len = if aligned && v1 && multi { pl } else { cur };
+                jobs.push(PieceJob {
+                    v1_index: v1.then_some(v1_index),
+                    v2: v2.then_some((fi, piece_in_file, f.length <= pl)),
+                    segments: first_seg..segments.len(),
+                    real: cur,
+                    v1_len,
+                });
+                v1_index += usize::from(v1);
+                piece_in_file += 1;
+                first_seg = segments.len();
+                cur = 0;
+            }
+        }
+    }
+    // v1: the last piece is whatever is left over.
+    if cur > 0 {
+        jobs.push(PieceJob {
+            v1_index: v1.then_some(v1_index),
+            v2: None,
+            segments: first_seg..segments.len(),
+            real: cur,
+            v1_len: cur,
+        });
+        v1_index += 1;
+    }
+    Plan { jobs, segments, v1_pieces: if v1 { v1_index } else { 0 } }
+}
+
+/// Hashes one piece fed in order, in pieces of any multiple of 16 KiB (the last may be short).
+struct PieceHasher<'a> {
+    sha1: Option<Sha1>,
+    leaves: Option<&'a mut Vec<MerkleHash>>,
+}
+
+impl<'a> PieceHasher<'a> {
+    fn new(job: &PieceJob, leaves: &'a mut Vec<MerkleHash>) -> Self {
+        leaves.clear();
+        Self { sha1: job.v1_index.map(|_| Sha1::new()), leaves: job.v2.map(|_| leaves) }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        if let Some(h) = &mut self.sha1 {
+            h.update(data);
+        }
+        if let Some(l) = &mut self.leaves {
+            l.extend(data.chunks(BLOCK_SIZE as usize).map(merkle::leaf_hash));
+        }
+    }
+
+    fn finish(self, index: usize, job: &PieceJob, pl: u64) -> Done {
+        let sha1 = self.sha1.map(|mut h| {
+            let mut pad = job.v1_len - job.real;
+            while pad > 0 {
+                let n = pad.min(ZEROS.len() as u64);
+                h.update(&ZEROS[..n as usize]);
+                pad -= n;
+            }
+            h.finalize().into()
+        });
+        let v2 = self.leaves.zip(job.v2).map(|(leaves, (_, _, whole))| {
+            // A piece-layer hash pads to a full piece; a one-piece file's root pads only to a
+            // power of two of its own leaves.
+            let width = if whole { 1 } else { pl / u64::from(BLOCK_SIZE) };
+            merkle::root_from_nodes(leaves, 0, width)
+        });
+        Done { index, sha1, v2 }
+    }
+}
+
+static ZEROS: [u8; BLOCK_SIZE as usize] = [0; BLOCK_SIZE as usize];
+
+/// A hashed piece, by its index in [`Plan::jobs`].
+struct Done {
+    index: usize,
+    sha1: Option<[u8; 20]>,
+    v2: Option<MerkleHash>,
+}
+
+/// What a hashing thread reports: a piece, or the first error (after which all stop).
+type Report = Result<(Done, Option<Vec<u8>>), Error>;
+
+fn stopped() -> Error {
+    Error::InvalidOption { reason: "hashing thread stopped".to_owned() }
 }
 
 fn hash_files(
@@ -741,173 +871,52 @@ fn hash_files(
 ) -> Result<Hashed, Error> {
     let v1 = version != Version::V2;
     let v2 = version != Version::V1;
-    let aligned = v2; // v2 and hybrid: every file starts a piece
-    let plu = usize::try_from(pl)
-        .map_err(|_| Error::InvalidOption { reason: "piece length too large".to_owned() })?;
+    usize::try_from(pl).map_err(|_| Error::InvalidOption { reason: "piece length too large".to_owned() })?;
+    let plan = plan_pieces(files, pl, v1, v2, multi);
 
-    let v1_pieces: u64 = if v1 {
-        if aligned { files.iter().map(|f| f.length.div_ceil(pl)).sum() } else { total.div_ceil(pl) }
-    } else {
-        0
-    };
-    let mut pieces = vec![0u8; (v1_pieces as usize) * 20];
-    let mut roots: Vec<Option<MerkleHash>> = vec![None; files.len()];
+    let mut pieces = vec![0u8; plan.v1_pieces * 20];
     let mut layers: Vec<Vec<MerkleHash>> = files
         .iter()
         .map(|f| if v2 { vec![[0u8; 32]; f.length.div_ceil(pl) as usize] } else { Vec::new() })
         .collect();
-
-    let nbuf = ((BUFFER_BUDGET / pl) as usize).clamp(2, threads * 2 + 2);
-    let (job_tx, job_rx) = mpsc::sync_channel::<Job>(nbuf);
-    let job_rx = Arc::new(Mutex::new(job_rx));
-    let (done_tx, done_rx) = mpsc::channel::<Done>();
-    let mut free: Vec<Vec<u8>> = (0..nbuf).map(|_| vec![0u8; plu]).collect();
-    let mut in_flight = 0usize;
-    let mut done_bytes = 0u64;
-
-    let result = std::thread::scope(|s| -> Result<(), Error> {
-        for _ in 0..threads {
-            let rx = Arc::clone(&job_rx);
-            let tx = done_tx.clone();
-            s.spawn(move || {
-                loop {
-                    // The lock is held only to take one job.
-                    let job = match rx.lock() {
-                        Ok(r) => r.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok(job) = job else { return };
-                    let data = &job.buf[..job.len];
-                    let sha1 = if job.v1_index.is_some() { Sha1::digest(data).into() } else { [0u8; 20] };
-                    let v2 = job.v2.map(|(file, piece, real, whole)| {
-                        let real = &data[..real as usize];
-                        let leaves: Vec<MerkleHash> =
-                            real.chunks(BLOCK_SIZE as usize).map(merkle::leaf_hash).collect();
-                        // A piece-layer hash pads to a full piece; a one-piece file's root pads
-                        // only to a power of two of its own leaves.
-                        let width = if whole { 1 } else { pl / u64::from(BLOCK_SIZE) };
-                        (file, piece, merkle::root_from_nodes(&leaves, 0, width))
-                    });
-                    if tx.send(Done { v1_index: job.v1_index, sha1, v2, buf: job.buf }).is_err() {
-                        return;
-                    }
-                }
-            });
+    let mut collect = |d: &Done| {
+        let job = &plan.jobs[d.index];
+        if let (Some(i), Some(h)) = (job.v1_index, d.sha1) {
+            pieces[i * 20..i * 20 + 20].copy_from_slice(&h);
         }
-        drop(done_tx);
-
-        let collect =
-            |d: Done, pieces: &mut Vec<u8>, layers: &mut Vec<Vec<MerkleHash>>, free: &mut Vec<Vec<u8>>| {
-                if let Some(i) = d.v1_index {
-                    pieces[i * 20..i * 20 + 20].copy_from_slice(&d.sha1);
-                }
-                if let Some((f, p, r)) = d.v2 {
-                    layers[f][p] = r;
-                }
-                free.push(d.buf);
-            };
-
-        let mut v1_index = 0usize;
-        let mut cur: Option<Vec<u8>> = None;
-        let mut cur_len = 0usize;
-        let send = |buf: Vec<u8>,
-                    len: usize,
-                    v1_idx: Option<usize>,
-                    v2: Option<(usize, usize, u64, bool)>,
-                    in_flight: &mut usize|
-         -> Result<(), Error> {
-            job_tx
-                .send(Job { v1_index: v1_idx, v2, buf, len })
-                .map_err(|_| Error::InvalidOption { reason: "hashing thread stopped".to_owned() })?;
-            *in_flight += 1;
-            Ok(())
-        };
-        for (fi, f) in files.iter_mut().enumerate() {
-            if f.attributes.symlink || f.length == 0 {
-                continue;
-            }
-            let label = f.path.join("/");
-            let mut reader: Box<dyn Read + Send> =
-                match core::mem::replace(&mut f.source, Source::Reader(Box::new(io::empty()))) {
-                    Source::Path(p) => Box::new(
-                        fs::File::open(&p)
-                            .map_err(|e| Error::Io { path: p.display().to_string(), source: e })?,
-                    ),
-                    Source::Reader(r) => r,
-                };
-            let mut left = f.length;
-            let mut piece_in_file = 0usize;
-            while left > 0 {
-                if cur.is_none() {
-                    while free.is_empty() {
-                        let d = done_rx.recv().map_err(|_| Error::InvalidOption {
-                            reason: "hashing thread stopped".to_owned(),
-                        })?;
-                        in_flight -= 1;
-                        collect(d, &mut pieces, &mut layers, &mut free);
-                    }
-                    cur = free.pop();
-                    cur_len = 0;
-                }
-                let Some(buf) = cur.as_mut() else { continue };
-                let want = ((plu - cur_len) as u64).min(left) as usize;
-                read_exact(&mut reader, &mut buf[cur_len..cur_len + want])
-                    .map_err(|e| Error::Io { path: label.clone(), source: e })?;
-                cur_len += want;
-                left -= want as u64;
-                done_bytes += want as u64;
-                progress(done_bytes, total);
-                let file_done = left == 0;
-                if cur_len == plu || (aligned && file_done) {
-                    let mut buf = cur.take().unwrap_or_default();
-                    let real = cur_len as u64;
-                    let mut len = cur_len;
-                    if aligned && v1 && multi {
-                        // Hybrid: the v1 piece goes on with the pad file's zeros (libtorrent pads
-                        // the last file too; a single-file torrent has no pad).
-                        buf[cur_len..].fill(0);
-                        len = plu;
-                    }
-                    let v1_idx = v1.then_some(v1_index);
-                    if v1 {
-                        v1_index += 1;
-                    }
-                    let v2j = v2.then_some((fi, piece_in_file, real, f.length <= pl));
-                    piece_in_file += 1;
-                    send(buf, len, v1_idx, v2j, &mut in_flight)?;
-                }
-            }
-            // The stream must end where the length says.
-            let mut probe = [0u8; 1];
-            if matches!(reader.read(&mut probe), Ok(n) if n > 0) {
-                return Err(Error::Io {
-                    path: label,
-                    source: io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "file is longer than its stated length (changed while hashing?)",
-                    ),
-                });
-            }
+        if let (Some((f, p, _)), Some(r)) = (job.v2, d.v2) {
+            layers[f][p] = r;
         }
-        // v1: the last piece is whatever is left over.
-        if let Some(buf) = cur.take()
-            && cur_len > 0
-        {
-            let v1_idx = v1.then_some(v1_index);
-            send(buf, cur_len, v1_idx, None, &mut in_flight)?;
-        }
-        drop(job_tx);
-        while in_flight > 0 {
-            let d = done_rx
-                .recv()
-                .map_err(|_| Error::InvalidOption { reason: "hashing thread stopped".to_owned() })?;
-            in_flight -= 1;
-            collect(d, &mut pieces, &mut layers, &mut free);
-        }
-        Ok(())
-    });
-    result?;
+        job.real
+    };
 
+    // Files on disk are read by the hashing threads themselves, each at its own offsets: no
+    // hand-over, and every chunk is hashed while it is still in that core's cache. Readers can
+    // only be read in order, so then the calling thread reads and the threads hash.
+    #[cfg_attr(not(unix), allow(unused_variables))]
+    let on_disk =
+        files.iter().all(|f| f.length == 0 || f.attributes.symlink || matches!(f.source, Source::Path(_)));
+    #[cfg(unix)]
+    if on_disk {
+        let disk: Vec<DiskFile<'_>> = files
+            .iter()
+            .map(|f| DiskFile {
+                path: match &f.source {
+                    Source::Path(p) => Some(p.as_path()),
+                    Source::Reader(_) => None,
+                },
+                length: f.length,
+                label: &f.path,
+            })
+            .collect();
+        hash_positional(&disk, &plan, pl, threads, total, &mut collect, progress)?;
+    } else {
+        hash_streamed(files, &plan, pl, threads, total, &mut collect, progress)?;
+    }
+    #[cfg(not(unix))]
+    hash_streamed(files, &plan, pl, threads, total, &mut collect, progress)?;
+
+    let mut roots: Vec<Option<MerkleHash>> = vec![None; files.len()];
     if v2 {
         for (i, f) in files.iter().enumerate() {
             if f.length == 0 || f.attributes.symlink {
@@ -926,15 +935,242 @@ fn hash_files(
     Ok(Hashed { pieces, roots, layers })
 }
 
-fn read_exact(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<()> {
-    r.read_exact(buf).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file is shorter than its stated length (changed while hashing?)",
-            )
-        } else {
-            e
+/// A file the hashing threads open themselves.
+#[cfg(unix)]
+struct DiskFile<'a> {
+    path: Option<&'a Path>,
+    length: u64,
+    label: &'a [String],
+}
+
+/// Each thread claims the next piece, reads its segments with positional reads and hashes them.
+#[cfg(unix)]
+fn hash_positional(
+    files: &[DiskFile<'_>],
+    plan: &Plan,
+    pl: u64,
+    threads: usize,
+    total: u64,
+    collect: &mut dyn FnMut(&Done) -> u64,
+    progress: Progress<'_>,
+) -> Result<(), Error> {
+    use std::os::unix::fs::FileExt as _;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    // Threads claim runs of pieces so each reads long stretches of a file.
+    let batch = (CLAIM_BYTES / pl).max(1) as usize;
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel::<Result<Vec<Done>, Error>>();
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(plan.jobs.len()).max(1) {
+            let tx = tx.clone();
+            let (next, stop) = (&next, &stop);
+            s.spawn(move || {
+                let mut buf = vec![0u8; READ_CHUNK.min(pl as usize)];
+                let mut leaves = Vec::new();
+                // Pieces are claimed in order, so one open file serves a run of them.
+                let mut open: Option<(usize, fs::File)> = None;
+                // Results go out in bundles: a message per piece would wake the collecting
+                // thread thousands of times, and each wake-up interrupts a hashing core.
+                let (mut bundle, mut bundled) = (Vec::new(), 0u64);
+                let mut run = || -> Result<(), Error> {
+                    loop {
+                        let first = next.fetch_add(batch, Ordering::Relaxed);
+                        if first >= plan.jobs.len() {
+                            tx.send(Ok(core::mem::take(&mut bundle))).map_err(|_| stopped())?;
+                            return Ok(());
+                        }
+                        for index in first..(first + batch).min(plan.jobs.len()) {
+                            if stop.load(Ordering::Relaxed) {
+                                return Ok(());
+                            }
+                            let job = &plan.jobs[index];
+                            let mut hasher = PieceHasher::new(job, &mut leaves);
+                            let mut filled = 0usize;
+                            for seg in &plan.segments[job.segments.clone()] {
+                                let file = match &open {
+                                    Some((i, f)) if *i == seg.file => f,
+                                    _ => &open.insert((seg.file, open_checked(&files[seg.file])?)).1,
+                                };
+                                let (mut at, end) = (seg.offset, seg.offset + seg.len);
+                                while at < end {
+                                    let n = ((end - at) as usize).min(buf.len() - filled);
+                                    file.read_exact_at(&mut buf[filled..filled + n], at)
+                                        .map_err(|e| file_error(files[seg.file].label, e))?;
+                                    (filled, at) = (filled + n, at + n as u64);
+                                    if filled == buf.len() {
+                                        hasher.update(&buf);
+                                        filled = 0;
+                                    }
+                                }
+                            }
+                            hasher.update(&buf[..filled]);
+                            bundle.push(hasher.finish(index, job, pl));
+                            bundled += job.real;
+                            if bundled >= REPORT_BYTES {
+                                tx.send(Ok(core::mem::take(&mut bundle))).map_err(|_| stopped())?;
+                                bundled = 0;
+                            }
+                        }
+                    }
+                };
+                if let Err(e) = run() {
+                    stop.store(true, Ordering::Relaxed);
+                    let _ = tx.send(Err(e));
+                }
+            });
         }
+        drop(tx);
+        let mut done_bytes = 0u64;
+        for report in rx {
+            for done in report? {
+                done_bytes += collect(&done);
+            }
+            progress(done_bytes, total);
+        }
+        Ok(())
     })
+    .inspect_err(|_| stop.store(true, Ordering::Relaxed))
+}
+
+#[cfg(unix)]
+/// Opens a file to hash and checks it still has the length it was listed with.
+fn open_checked(f: &DiskFile<'_>) -> Result<fs::File, Error> {
+    let Some(p) = f.path else {
+        return Err(Error::InvalidOption { reason: "not a file on disk".to_owned() });
+    };
+    let file = fs::File::open(p).map_err(|e| Error::Io { path: p.display().to_string(), source: e })?;
+    let len = file.metadata().map_err(|e| Error::Io { path: p.display().to_string(), source: e })?.len();
+    if len != f.length {
+        return Err(file_error(
+            f.label,
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("file is {len} bytes, listed as {} (changed while hashing?)", f.length),
+            ),
+        ));
+    }
+    Ok(file)
+}
+
+fn file_error(label: &[String], e: io::Error) -> Error {
+    let e = if e.kind() == io::ErrorKind::UnexpectedEof {
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "file is shorter than its stated length (changed while hashing?)",
+        )
+    } else {
+        e
+    };
+    Error::Io { path: label.join("/"), source: e }
+}
+
+/// The calling thread reads every file in order into a small pool of piece buffers; the
+/// threads hash whole pieces.
+fn hash_streamed(
+    files: &mut [InputFile],
+    plan: &Plan,
+    pl: u64,
+    threads: usize,
+    total: u64,
+    collect: &mut dyn FnMut(&Done) -> u64,
+    progress: Progress<'_>,
+) -> Result<(), Error> {
+    let plu = pl as usize;
+    let nbuf = ((BUFFER_BUDGET / pl) as usize).clamp(2, threads * 2 + 2);
+    let (job_tx, job_rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(nbuf);
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (done_tx, done_rx) = mpsc::channel::<Report>();
+    let mut free: Vec<Vec<u8>> = (0..nbuf).map(|_| vec![0u8; plu]).collect();
+    let mut in_flight = 0usize;
+    let mut done_bytes = 0u64;
+
+    std::thread::scope(|s| -> Result<(), Error> {
+        for _ in 0..threads {
+            let rx = Arc::clone(&job_rx);
+            let tx = done_tx.clone();
+            s.spawn(move || {
+                let mut leaves = Vec::new();
+                loop {
+                    // The lock is held only to take one job.
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((index, buf)) = job else { return };
+                    let piece = &plan.jobs[index];
+                    let mut hasher = PieceHasher::new(piece, &mut leaves);
+                    hasher.update(&buf[..piece.real as usize]);
+                    if tx.send(Ok((hasher.finish(index, piece, pl), Some(buf)))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+
+        let mut reader: Option<(usize, Box<dyn Read + Send>)> = None;
+        for (index, job) in plan.jobs.iter().enumerate() {
+            while free.is_empty() {
+                let (d, buf) = done_rx.recv().map_err(|_| stopped())??;
+                in_flight -= 1;
+                done_bytes += collect(&d);
+                progress(done_bytes, total);
+                free.extend(buf);
+            }
+            let mut buf = free.pop().unwrap_or_default();
+            let mut filled = 0usize;
+            for seg in &plan.segments[job.segments.clone()] {
+                if reader.as_ref().is_none_or(|(i, _)| *i != seg.file) {
+                    if let Some((prev, r)) = reader.take() {
+                        ensure_ended(&files[prev], r)?;
+                    }
+                    reader = Some((seg.file, take_reader(&mut files[seg.file])?));
+                }
+                let Some((_, r)) = reader.as_mut() else { return Err(stopped()) };
+                let n = seg.len as usize;
+                r.read_exact(&mut buf[filled..filled + n])
+                    .map_err(|e| file_error(&files[seg.file].path, e))?;
+                filled += n;
+            }
+            job_tx.send((index, buf)).map_err(|_| stopped())?;
+            in_flight += 1;
+        }
+        if let Some((prev, r)) = reader.take() {
+            ensure_ended(&files[prev], r)?;
+        }
+        drop(job_tx);
+        while in_flight > 0 {
+            let (d, _) = done_rx.recv().map_err(|_| stopped())??;
+            in_flight -= 1;
+            done_bytes += collect(&d);
+            progress(done_bytes, total);
+        }
+        Ok(())
+    })
+}
+
+fn take_reader(f: &mut InputFile) -> Result<Box<dyn Read + Send>, Error> {
+    match core::mem::replace(&mut f.source, Source::Reader(Box::new(io::empty()))) {
+        Source::Path(p) => Ok(Box::new(
+            fs::File::open(&p).map_err(|e| Error::Io { path: p.display().to_string(), source: e })?,
+        )),
+        Source::Reader(r) => Ok(r),
+    }
+}
+
+/// The stream must end where the length says.
+fn ensure_ended(f: &InputFile, mut r: Box<dyn Read + Send>) -> Result<(), Error> {
+    let mut probe = [0u8; 1];
+    if matches!(r.read(&mut probe), Ok(n) if n > 0) {
+        return Err(file_error(
+            &f.path,
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "file is longer than its stated length (changed while hashing?)",
+            ),
+        ));
+    }
+    Ok(())
 }

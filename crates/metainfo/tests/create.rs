@@ -202,6 +202,48 @@ fn bad_options_are_refused() {
     assert!(TorrentBuilder::new(Version::V2).build_files("n", dup, &mut |_, _| {}).is_err());
 }
 
+/// Files on disk are hashed by the threads with positional reads, readers in order by the
+/// caller: both must give the same torrent, for pieces that span files, pieces bigger than one
+/// read, pad files and files of one piece.
+#[test]
+fn files_on_disk_hash_like_readers() {
+    let dir = std::env::temp_dir().join(format!("pw-create-positional-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let root = dir.join("r");
+    let sizes = [0usize, 1, 16_383, 300_000, 700_001, 1_100_000, 2_200_000];
+    let mut files = Vec::new();
+    for (i, len) in sizes.iter().enumerate() {
+        let path = vec![format!("d{}", i % 2), format!("f{i}.bin")];
+        let on_disk = root.join(&path[0]).join(&path[1]);
+        std::fs::create_dir_all(on_disk.parent().unwrap()).unwrap();
+        let d = data(*len, i as u8 + 7);
+        std::fs::write(&on_disk, &d).unwrap();
+        files.push((path, d));
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    for version in [Version::V1, Version::V2, Version::Hybrid] {
+        for pl in [16_384u64, 1 << 19, 1 << 20] {
+            for threads in [1, 3] {
+                let b =
+                    TorrentBuilder::new(version).piece_length(Some(pl)).creation_date(None).threads(threads);
+                let from_disk = b.build_path(&root, &mut |_, _| {}).unwrap();
+                let readers = files
+                    .iter()
+                    .map(|(p, d)| InputFile::from_reader(p.clone(), d.len() as u64, Cursor::new(d.clone())))
+                    .collect();
+                let from_readers = b.build_files("r", readers, &mut |_, _| {}).unwrap();
+                assert!(from_disk == from_readers, "{version:?} piece length {pl}, {threads} threads");
+            }
+        }
+    }
+    // A file that no longer has its listed length is an I/O error naming it.
+    let on_disk = root.join("d1").join("f5.bin");
+    let listed = vec![InputFile::from_path(vec!["f5.bin".into()], 1_100_001, on_disk)];
+    let err = TorrentBuilder::new(Version::V1).build_files("r", listed, &mut |_, _| {}).unwrap_err();
+    assert!(matches!(&err, piecework_metainfo::Error::Io { path, .. } if path == "f5.bin"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn auto_piece_length_is_a_power_of_two() {
     use piecework_metainfo::create::auto_piece_length;
