@@ -16,8 +16,8 @@ export PW_BENCH_RUNS=${PW_BENCH_RUNS:-3}
 INTEROP_DIR=${INTEROP_DIR:-/work/shared/interop}
 trap 'rm -rf "$PW_BENCH_DIR"' EXIT
 
-cargo bench -p piecework-storage --bench storage --no-run
-PW_BENCH_KEEP=1 timeout 900 cargo bench -p piecework-storage --bench storage 2>/dev/null | grep RESULT
+cargo bench --bench storage --no-run
+PW_BENCH_KEEP=1 timeout 900 cargo bench --bench storage 2>/dev/null | grep RESULT
 
 if /usr/bin/python3 -c 'import libtorrent' 2>/dev/null; then
     # One hashing thread per core (as piecework uses), then libtorrent's own default.
@@ -30,5 +30,5 @@ else
     echo "SKIPPED libtorrent: /usr/bin/python3 cannot import libtorrent (apt-get install python3-libtorrent)"
 fi
 
-PW_BENCH_KEEP=1 PW_BENCH_MODE=recheck timeout 900 cargo bench -p piecework-storage --bench storage 2>/dev/null \
+PW_BENCH_KEEP=1 PW_BENCH_MODE=recheck timeout 900 cargo bench --bench storage 2>/dev/null \
     | grep RESULT

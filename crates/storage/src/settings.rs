@@ -30,9 +30,10 @@ pub struct Settings {
     /// Hashing threads, for piece verification and recheck (default: one per core, at most
     /// [`MAX_HASH_THREADS`]; `0` also means one per core).
     pub hash_threads: usize,
-    /// Bytes read per call when hashing (default 1 MiB, a multiple of 16 KiB between 16 KiB and
-    /// [`MAX_READ_CHUNK_SIZE`]). Each hashing thread holds one buffer of this size; memory does
-    /// not grow with the piece length.
+    /// Bytes read per call when hashing (default 256 KiB, a multiple of 16 KiB between 16 KiB
+    /// and [`MAX_READ_CHUNK_SIZE`]). Each hashing thread holds one buffer of this size; memory
+    /// does not grow with the piece length. The default stays in a core's cache between the
+    /// read and the hash.
     pub read_chunk_size: usize,
     /// Pieces picked at random and re-hashed when a resume file is loaded, besides those in
     /// files whose size or modification time changed (default 0).
@@ -51,7 +52,7 @@ impl Default for Settings {
             fd_cache_size: 128,
             preallocate: false,
             hash_threads: 0,
-            read_chunk_size: 1 << 20,
+            read_chunk_size: 256 << 10,
             spot_checks: 0,
             max_resume_size: 64 << 20,
             create_directories: true,
