@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use piecework_metainfo::{Bitfield, BlockRef, InfoHashV1, InfoHashes, Magnet, Metainfo, PieceIndex};
+use piecework_metainfo::merkle::MerkleHash;
+use piecework_metainfo::{Bitfield, BlockRef, InfoHashV1, InfoHashes, Magnet, Metainfo, PieceIndex, Version};
 use piecework_storage::{FileBackend, Layout, PieceVerdict, Storage, WriteOutcome};
 use piecework_wire::{Decoder, Feature, Handshake, Message, MetadataMessage, PeerId, Reserved};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,6 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+use crate::layers::{FileTree, LayerFetch, Received, hashes_message, torrent_with_layers};
 use crate::peer::{Peer, PeerEvent, Transmit};
 use crate::picker::{PeerKey, Picker, Rng};
 use crate::{Error, Settings};
@@ -210,6 +212,13 @@ struct TorrentState {
     stats: Stats,
     optimistic: Option<PeerKey>,
     stopped: bool,
+    /// Verified v2 trees by pieces root, for answering BEP 52 hash requests.
+    trees: HashMap<MerkleHash, FileTree>,
+    /// Piece layers still to fetch with hash requests.
+    layer_fetch: Option<LayerFetch>,
+    /// The info dictionary of a v2 torrent waiting for its piece layers (storage opens once
+    /// they are in); `None` when the fetch only serves others (hybrid, verified by SHA-1).
+    pending_info: Option<Bytes>,
 }
 
 impl TorrentState {
@@ -220,8 +229,15 @@ impl TorrentState {
 
 enum Control {
     Verdict(piecework_storage::PieceResult),
-    PeerClosed { key: PeerKey, addr: SocketAddr, outgoing: bool, error: Option<Error> },
+    PeerClosed {
+        key: PeerKey,
+        addr: SocketAddr,
+        outgoing: bool,
+        error: Option<Error>,
+    },
     Metadata(Bytes),
+    /// A whole .torrent (info plus the fetched piece layers) for a v2 torrent.
+    Layers(Vec<u8>),
 }
 
 pub(crate) struct TorrentShared {
@@ -253,6 +269,13 @@ impl TorrentShared {
 
     fn reserved(&self) -> Reserved {
         Reserved::NONE.with(Feature::Fast).with(Feature::Extension)
+    }
+
+    /// Whether a connection speaks v2 (BEP 52): its handshake named the truncated v2
+    /// info-hash. Hash messages are exchanged only on such connections (libtorrent drops a
+    /// peer that sends them on a v1 connection).
+    fn v2_connection(&self, peer: &Peer) -> bool {
+        self.hashes.v2().is_some_and(|h| h.truncated_id() == peer.info_hash())
     }
 
     pub(crate) fn stats_now(&self) -> Stats {
@@ -357,6 +380,9 @@ impl Session {
             stats: Stats::default(),
             optimistic: None,
             stopped: false,
+            trees: HashMap::new(),
+            layer_fetch: None,
+            pending_info: None,
         };
         for p in &add.peers {
             state.dial.insert(*p, DialState::default());
@@ -561,6 +587,38 @@ impl TorrentHandle {
 /// data, and makes the torrent downloadable. Runs on a blocking thread.
 fn init_metadata(shared: &Arc<TorrentShared>, torrent: &[u8]) -> Result<(), Error> {
     let meta = Metainfo::parse(torrent)?;
+    let pl = meta.piece_length();
+    let mut trees = HashMap::new();
+    let mut missing = Vec::new();
+    if meta.version() != Version::V1 {
+        for f in meta.files() {
+            let Some(root) = f.pieces_root() else { continue };
+            if f.length() <= pl || trees.contains_key(root) {
+                continue;
+            }
+            let layer: Option<Vec<MerkleHash>> = meta
+                .piece_layer(root)
+                .map(|b| b.chunks_exact(32).filter_map(|c| <MerkleHash>::try_from(c).ok()).collect());
+            match layer.and_then(|l| FileTree::new(*root, f.length(), pl, l)) {
+                Some(t) => {
+                    trees.insert(*root, t);
+                }
+                None => missing.push((*root, f.length())),
+            }
+        }
+    }
+    let fetch = (!missing.is_empty())
+        .then(|| LayerFetch::new(missing, pl, HASH_REQUESTS_PER_PEER, shared.settings.peer.request_timeout));
+    if fetch.is_some() && meta.version() == Version::V2 {
+        // Without the layers v2 pieces cannot be verified: storage opens once they are in.
+        info!("piece layers missing: fetching them from peers (BEP 52 hash requests)");
+        let mut st = lock(&shared.state);
+        st.trees = trees;
+        st.layer_fetch = fetch;
+        st.pending_info = Some(Bytes::copy_from_slice(meta.info_bytes()));
+        st.fetch = None;
+        return Ok(());
+    }
     let layout = Layout::from_metainfo(&meta)?;
     let backend = FileBackend::new(&shared.save_path, &layout, &shared.settings.storage)?;
     let storage = Arc::new(Storage::new(layout, backend, shared.settings.storage.clone())?);
@@ -627,6 +685,10 @@ fn init_metadata(shared: &Arc<TorrentShared>, torrent: &[u8]) -> Result<(), Erro
     let mut st = lock(&shared.state);
     st.meta = Some(MetaState { picker, storage, info, total_bytes, payload });
     st.fetch = None;
+    st.trees.extend(trees);
+    st.pending_info = None;
+    // A hybrid verifies by SHA-1; its layers are still fetched so v2 peers can be served.
+    st.layer_fetch = fetch;
     drop(st);
     shared.metadata_ready.send_replace(true);
     if complete {
@@ -1040,6 +1102,9 @@ async fn peer_loop(
             }
         }
     }
+    if let Some(f) = st.layer_fetch.as_mut() {
+        f.peer_gone(key);
+    }
     result
 }
 
@@ -1081,6 +1146,7 @@ fn handle_cmd(
             if st.meta.is_none() && st.fetch.is_some() {
                 start_metadata_fetch(torrent, &mut st, key, peer, Instant::now())?;
             }
+            request_hashes(torrent, &mut st, key, peer, Instant::now());
         }
         PeerCmd::Metadata => {
             let mut st = lock(&torrent.state);
@@ -1186,10 +1252,27 @@ fn process_events(
                     out.send(Out::Block(b)).map_err(|_| Error::Shutdown)?;
                 }
                 PeerEvent::Metadata(m) => on_metadata(torrent, &mut st, key, peer, m, now)?,
-                PeerEvent::HashRequest(r) => peer.send_message(Message::HashReject(r)),
-                PeerEvent::Hashes(_) | PeerEvent::HashReject(_) => {}
+                PeerEvent::HashRequest(r) => {
+                    let answer = match st.trees.get(&r.pieces_root) {
+                        Some(t) if torrent.v2_connection(peer) => {
+                            t.answer(&r, torrent.settings.peer.max_hash_request).ok()
+                        }
+                        _ => None,
+                    };
+                    match answer {
+                        Some(h) => peer.send_message(Message::Hashes(hashes_message(r, &h))),
+                        None => peer.send_message(Message::HashReject(r)),
+                    }
+                }
+                PeerEvent::Hashes(h) => on_hashes(torrent, &mut st, key, &h)?,
+                PeerEvent::HashReject(r) => {
+                    if let Some(f) = st.layer_fetch.as_mut() {
+                        f.on_reject(key, &r);
+                    }
+                }
             }
         }
+        request_hashes(torrent, &mut st, key, peer, now);
         for (other, b) in cancels.drain(..) {
             if let Some(e) = st.peers.get(&other) {
                 let _ = e.tx.send(PeerCmd::Cancel(b));
@@ -1233,6 +1316,79 @@ fn process_events(
         update_interest(torrent, peer);
     }
     request_more(torrent, key, peer, now);
+    Ok(())
+}
+
+/// Hash requests kept outstanding at one peer (libtorrent keeps two).
+const HASH_REQUESTS_PER_PEER: usize = 2;
+
+/// Asks a v2 peer for missing piece layers, if any.
+fn request_hashes(
+    torrent: &Arc<TorrentShared>,
+    st: &mut TorrentState,
+    key: PeerKey,
+    peer: &mut Peer,
+    now: Instant,
+) {
+    let Some(f) = st.layer_fetch.as_mut() else { return };
+    // Only after the handshake (our own handshake must go out first) and on v2 connections.
+    if peer.peer_id().is_none() || !torrent.v2_connection(peer) {
+        return;
+    }
+    for r in f.requests_for(key, now) {
+        peer.send_message(Message::HashRequest(r));
+    }
+}
+
+/// A `hashes` message: verified against the file's root and stored; once every layer is in,
+/// a v2 torrent opens its storage and a hybrid starts answering hash requests.
+fn on_hashes(
+    torrent: &Arc<TorrentShared>,
+    st: &mut TorrentState,
+    key: PeerKey,
+    h: &piecework_wire::Hashes,
+) -> Result<(), Error> {
+    let Some(f) = st.layer_fetch.as_mut() else { return Ok(()) };
+    match f.on_hashes(key, h) {
+        Received::Stored => {}
+        Received::Unsolicited => return Ok(()),
+        Received::Bad => {
+            // Counted like a failed piece; the connection closes and the request goes to
+            // someone else.
+            if let Some(addr) = st.peers.get(&key).map(|e| e.addr) {
+                let strikes = st.strikes.entry(addr).or_insert(0);
+                *strikes += 1;
+                if *strikes >= torrent.settings.ban_strikes {
+                    warn!(%addr, "banning peer that sent bad hashes");
+                    if addr.ip().is_loopback() {
+                        st.banned.insert(addr);
+                    } else {
+                        st.banned_ips.insert(addr.ip());
+                    }
+                }
+            }
+            return Err(Error::Protocol { rule: "hashes that fail their merkle proof" });
+        }
+    }
+    if !f.is_complete() {
+        return Ok(());
+    }
+    let layers = f.layers().unwrap_or_default();
+    st.layer_fetch = None;
+    match st.pending_info.take() {
+        Some(info) => {
+            let _ = torrent.control.send(Control::Layers(torrent_with_layers(&info, &layers)));
+        }
+        None => {
+            let pl = st.meta.as_ref().map_or(0, |m| u64::from(m.storage.layout().piece_length()));
+            for (root, len, layer) in layers {
+                if let Some(t) = FileTree::new(root, len, pl, layer) {
+                    st.trees.insert(root, t);
+                }
+            }
+            info!("piece layers received: answering v2 hash requests");
+        }
+    }
     Ok(())
 }
 
@@ -1424,10 +1580,30 @@ async fn control_loop(
                                 let st = lock(&torrent.state);
                                 for p in st.peers.values() {
                                     let _ = p.tx.send(PeerCmd::Metadata);
+                                    // Starts the hash requests if piece layers are missing.
+                                    let _ = p.tx.send(PeerCmd::Refill);
                                 }
                             }
                             Ok(Err(e)) => {
                                 warn!(error = %e, "metadata unusable");
+                                *lock(&torrent.fatal) = Some(e.to_string());
+                                torrent.stop.send_replace(true);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    Control::Layers(t) => {
+                        let tc = torrent.clone();
+                        match tokio::task::spawn_blocking(move || init_metadata(&tc, &t)).await {
+                            Ok(Ok(())) => {
+                                info!("piece layers received and verified");
+                                let st = lock(&torrent.state);
+                                for p in st.peers.values() {
+                                    let _ = p.tx.send(PeerCmd::Metadata);
+                                }
+                            }
+                            Ok(Err(e)) => {
+                                warn!(error = %e, "metadata with the fetched piece layers unusable");
                                 *lock(&torrent.fatal) = Some(e.to_string());
                                 torrent.stop.send_replace(true);
                             }
@@ -1456,9 +1632,9 @@ async fn control_loop(
                     save_resume(&torrent).await;
                 }
                 {
-                    // Metadata requests that went unanswered are asked of someone else.
+                    // Metadata and hash requests that went unanswered are asked of someone else.
                     let st = lock(&torrent.state);
-                    if st.meta.is_none() {
+                    if st.meta.is_none() || st.layer_fetch.is_some() {
                         for p in st.peers.values() {
                             let _ = p.tx.send(PeerCmd::Refill);
                         }

@@ -66,6 +66,7 @@
 mod announce;
 mod engine;
 mod error;
+mod layers;
 pub mod peer;
 pub mod picker;
 mod settings;

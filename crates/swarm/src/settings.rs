@@ -35,6 +35,9 @@ pub struct PeerSettings {
     pub max_allowed_fast_in: usize,
     /// Largest metadata (info dictionary) we accept through BEP 9.
     pub max_metadata_size: u64,
+    /// Most hashes a peer may ask for in one BEP 52 hash request; larger requests are
+    /// rejected (libtorrent's limit: 8192 piece hashes).
+    pub max_hash_request: u32,
 }
 
 impl Default for PeerSettings {
@@ -52,6 +55,7 @@ impl Default for PeerSettings {
             allowed_fast: 10,
             max_allowed_fast_in: 64,
             max_metadata_size: 16 << 20,
+            max_hash_request: 8192,
         }
     }
 }

@@ -277,25 +277,64 @@ async fn resume_after_stop() {
     check_files(&dir.path().join("out"), &files);
 }
 
-/// A v2-only magnet needs the piece layers (BEP 52 hash requests, not implemented yet): the
-/// torrent stops with an error instead of downloading data it cannot verify.
+/// A v2-only magnet: the info dictionary comes with BEP 9, the piece layers with BEP 52 hash
+/// requests answered by our seeder, then every piece is verified by merkle root.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn magnet_v2_without_piece_layers_stops_with_an_error() {
+async fn magnet_v2_fetches_piece_layers() {
+    transfer(Version::V2, true).await;
+}
+
+/// More than 512 pieces in one file (several hash requests, the last one padded), a file of
+/// one piece (no layer: its root is the piece hash) and two leechers, the second of which
+/// can get the layers from the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn magnet_v2_many_pieces_two_leechers() {
     let dir = tempfile::tempdir().unwrap();
-    let (torrent, _) = make_torrent(dir.path(), Version::V2, 64 * 1024);
+    let files =
+        vec![("big.bin".to_owned(), payload(600 * 16384 + 5, 7)), ("tiny.bin".to_owned(), payload(999, 8))];
+    let root = dir.path().join("seed/share");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut inputs = Vec::new();
+    for (name, data) in &files {
+        std::fs::write(root.join(name), data).unwrap();
+        inputs.push(InputFile::from_reader(
+            vec![name.clone()],
+            data.len() as u64,
+            std::io::Cursor::new(data.clone()),
+        ));
+    }
+    let torrent = TorrentBuilder::new(Version::V2)
+        .piece_length(Some(16384))
+        .build_files("share", inputs, &mut |_, _| {})
+        .unwrap();
     let seeder = Session::new(Settings::default()).await.unwrap();
     seeder.add_torrent(AddTorrent::torrent(torrent.clone(), dir.path().join("seed"))).await.unwrap();
-    let leecher = Session::new(Settings::default()).await.unwrap();
     let m = Magnet::from_metainfo(&Metainfo::parse(&torrent).unwrap());
-    let t = leecher
-        .add_torrent(AddTorrent::magnet(m, dir.path().join("out")).peer(seeder.listen_addr().unwrap()))
+    assert!(m.info_hashes().v1().is_none(), "a v2-only magnet");
+    let first = Session::new(Settings::default()).await.unwrap();
+    let t1 = first
+        .add_torrent(
+            AddTorrent::magnet(m.clone(), dir.path().join("out1")).peer(seeder.listen_addr().unwrap()),
+        )
         .await
         .unwrap();
-    let r = tokio::time::timeout(DEADLINE, t.wait_complete()).await.expect("decided in time");
-    let s = t.stats();
-    println!("result {r:?}, stats {s:?}");
-    assert!(matches!(r, Err(piecework_swarm::Error::Stopped { .. })), "{r:?}");
-    assert_eq!(s.banned, 0, "no honest peer is blamed");
-    leecher.shutdown().await;
+    tokio::time::timeout(DEADLINE, t1.wait_complete()).await.expect("first finished in time").unwrap();
+    // The second leecher knows only the first one, which got its layers over the wire.
+    let second = Session::new(Settings::default()).await.unwrap();
+    let t2 = second
+        .add_torrent(AddTorrent::magnet(m, dir.path().join("out2")).peer(first.listen_addr().unwrap()))
+        .await
+        .unwrap();
+    tokio::time::timeout(DEADLINE, t2.wait_complete()).await.expect("second finished in time").unwrap();
+    for t in [&t1, &t2] {
+        let s = t.stats();
+        assert!(s.complete);
+        assert_eq!(s.pieces_total, 602);
+        assert_eq!(s.hash_failures, 0);
+    }
+    second.shutdown().await;
+    first.shutdown().await;
     seeder.shutdown().await;
+    check_files(&dir.path().join("out1"), &files);
+    check_files(&dir.path().join("out2"), &files);
 }
