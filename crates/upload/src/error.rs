@@ -138,6 +138,9 @@ pub enum Error {
     /// A stored password hash could not be parsed or produced.
     #[error("password hash error")]
     PasswordHash,
+    /// A share download asked for an archive format other than `tar` or `zip`.
+    #[error("unsupported archive format")]
+    UnsupportedArchiveFormat,
     /// A `Range` header that cannot be satisfied.
     #[error("range not satisfiable")]
     RangeNotSatisfiable,
@@ -184,7 +187,8 @@ impl Error {
             | Error::UnsupportedChecksumAlgorithm
             | Error::LengthImmutable
             | Error::NotPartial
-            | Error::PartialNotFinished => 400,
+            | Error::PartialNotFinished
+            | Error::UnsupportedArchiveFormat => 400,
             Error::UnsupportedVersion => 412,
             Error::ChecksumMismatch => 460,
             Error::UnsupportedMediaType => 415,

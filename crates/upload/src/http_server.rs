@@ -33,6 +33,7 @@ use crate::id::UploadId;
 use crate::server::{BodyEnd, PatchSession, create_patch_headers};
 use crate::share::{self, PasswordParams, ShareManifest};
 use crate::store::{FileStore, FileWriter, UploadInfo};
+use crate::zip::{Crc32, ZipPlan};
 use crate::{Error, Response, Server, ServerConfig};
 
 impl HeaderSource for HeaderMap {
@@ -543,8 +544,15 @@ async fn download(
             sizes.push(info.offset);
         }
     }
-    let r = match (manifest.files.as_slice(), sizes.as_slice()) {
-        ([(id, name)], [size]) => single_file(st, id, name, *size, &req.headers)?,
+    let format = match query_param(q, "format") {
+        None => None,
+        Some("tar") => Some(Archive::Tar),
+        Some("zip") => Some(Archive::Zip),
+        Some(_) => return Err(Error::UnsupportedArchiveFormat),
+    };
+    let r = match (manifest.files.as_slice(), sizes.as_slice(), format) {
+        ([(id, name)], [size], None) => single_file(st, id, name, *size, &req.headers)?,
+        (_, _, Some(Archive::Zip)) => zip_stream(st, &manifest, &sizes)?,
         _ => tar_stream(st, &manifest, &sizes),
     };
     Ok(maybe_zstd(r, &req.headers))
@@ -626,6 +634,13 @@ fn single_file(
     Ok(r)
 }
 
+/// Archive formats of a share download (`&format=tar|zip`).
+#[derive(Debug, Clone, Copy)]
+enum Archive {
+    Tar,
+    Zip,
+}
+
 fn tar_header(name: &str, size: u64) -> Bytes {
     let mut hdr = tar::Header::new_ustar();
     // Names are sanitized to one component; cut to the 100-byte ustar field.
@@ -666,4 +681,77 @@ fn tar_stream(st: &AppState, manifest: &ShareManifest, sizes: &[u64]) -> axum::r
     hm.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
     hm.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"share.tar\""));
     r
+}
+
+/// Where a zip download is: the next entry's header, inside its data (the
+/// CRC runs over the bytes as they pass), or past the last entry.
+enum ZipStep {
+    Header(usize),
+    Data(usize, futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>, Crc32),
+    Central,
+    Done,
+}
+
+/// A multi-file share as one stored zip: file bytes pass through unchanged
+/// (no copy, bounded memory), only headers are built here. The length is
+/// known before the first byte.
+fn zip_stream(
+    st: &AppState,
+    manifest: &ShareManifest,
+    sizes: &[u64],
+) -> Result<axum::response::Response, Error> {
+    let entries: Vec<(String, u64)> =
+        manifest.files.iter().zip(sizes).map(|((_, name), &size)| (name.clone(), size)).collect();
+    let plan = Arc::new(ZipPlan::new(&entries, SystemTime::now())?);
+    let paths: Arc<Vec<(PathBuf, u64)>> = Arc::new(
+        manifest.files.iter().zip(sizes).map(|((id, _), &size)| (st.store.data_path(id), size)).collect(),
+    );
+    let total = plan.len();
+    let crcs = Vec::with_capacity(plan.entries());
+    let stream = futures_util::stream::try_unfold(
+        (ZipStep::Header(0), crcs),
+        move |(step, mut crcs): (ZipStep, Vec<u32>)| {
+            let plan = plan.clone();
+            let paths = paths.clone();
+            async move {
+                let io = |e: Error| std::io::Error::other(e.to_string());
+                match step {
+                    ZipStep::Header(i) if i < plan.entries() => {
+                        let (path, size) = paths.get(i).cloned().ok_or_else(|| io(Error::UploadNotFound))?;
+                        let data = file_stream(path, 0, size).boxed();
+                        let header = plan.local_header(i).map_err(io)?;
+                        Ok(Some((Bytes::from(header), (ZipStep::Data(i, data, Crc32::new()), crcs))))
+                    }
+                    ZipStep::Header(_) | ZipStep::Central => {
+                        let cd = plan.central_directory(&crcs).map_err(io)?;
+                        Ok(Some((Bytes::from(cd), (ZipStep::Done, crcs))))
+                    }
+                    ZipStep::Data(i, mut data, mut crc) => match data.next().await {
+                        Some(chunk) => {
+                            let chunk = chunk?;
+                            crc.update(&chunk);
+                            Ok(Some((chunk, (ZipStep::Data(i, data, crc), crcs))))
+                        }
+                        None => {
+                            let dd = plan.data_descriptor(i, crc.finish()).map_err(io)?;
+                            crcs.push(crc.finish());
+                            let next = if i + 1 < plan.entries() {
+                                ZipStep::Header(i + 1)
+                            } else {
+                                ZipStep::Central
+                            };
+                            Ok(Some((Bytes::from(dd), (next, crcs))))
+                        }
+                    },
+                    ZipStep::Done => Ok::<_, std::io::Error>(None),
+                }
+            }
+        },
+    );
+    let mut r = (StatusCode::OK, Body::from_stream(stream)).into_response();
+    let hm = r.headers_mut();
+    hm.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+    hm.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+    hm.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"share.zip\""));
+    Ok(r)
 }

@@ -13,7 +13,9 @@
 //!   has a v2 pieces root without reading the data again ([`merkle`]);
 //! - a file-backed [`Store`] that streams bodies to disk and never reports an
 //!   offset ahead of durable bytes;
-//! - signed, expiring share links and Argon2id share passwords ([`share`]).
+//! - signed, expiring share links and Argon2id share passwords ([`share`]);
+//! - a streaming ZIP layout (stored entries, data descriptors, ZIP64) for
+//!   multi-file shares, with a known length up front ([`zip`]).
 //!
 //! What it does not do: no I/O, sockets or clocks in the core. Time is passed
 //! in. The HTTP glue sits behind features.
@@ -46,7 +48,7 @@
 //! # Features
 //! - `server`: axum/hyper adapter ([`http_server`]): tus routes under
 //!   `/files/`, idle timeout for stalled bodies, signed downloads with Range,
-//!   passwords and multi-file tar shares.
+//!   passwords and multi-file shares as one tar or zip stream (`&format=zip`).
 //! - `zstd`: per-chunk zstd on downloads that send `Accept-Encoding: zstd`
 //!   (incompressible chunks are stored raw) ([`compress`]).
 //! - `client`: reqwest client ([`http_client`]) with progress callbacks that
@@ -68,6 +70,7 @@ pub mod merkle;
 pub mod server;
 pub mod share;
 pub mod store;
+pub mod zip;
 
 #[cfg(feature = "zstd")]
 pub mod compress;

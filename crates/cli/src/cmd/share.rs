@@ -14,7 +14,7 @@ use super::upload_common::{parse_duration, read_secret};
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
     /// Uploads to share: ids or upload URLs, each optionally `=NAME` for the download name.
-    /// Several make one share, downloaded as a tar stream.
+    /// Several make one share, downloaded as a tar stream (or zip: see `--zip`).
     #[arg(required = true, value_name = "UPLOAD[=NAME]")]
     uploads: Vec<String>,
     /// The server's store directory.
@@ -35,6 +35,9 @@ pub(crate) struct Args {
     /// Read the password from this file's first line (keeps it out of the process list).
     #[arg(long)]
     password_file: Option<PathBuf>,
+    /// Print a link that downloads the share as one zip stream (`&format=zip`).
+    #[arg(long)]
+    zip: bool,
 }
 
 /// `ID`, `URL` or either with `=NAME`: the id is the URL's last path segment.
@@ -71,7 +74,8 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
     let expires = now.checked_add(a.expires_in).context("expiry too far in the future")?.as_secs();
     let share = create_share(&a.dir, &files, password.as_deref(), PasswordParams::default())
         .context("cannot create the share")?;
-    out!("{}", share_url(&a.base, &secret, &share, expires));
+    let format = if a.zip { "&format=zip" } else { "" };
+    out!("{}{format}", share_url(&a.base, &secret, &share, expires));
     Ok(ExitCode::SUCCESS)
 }
 
