@@ -6,7 +6,8 @@
 //! Bodies are streamed frame by frame into the store (hyper frames are small),
 //! so memory stays bounded whatever the chunk size. A body that sends nothing
 //! for [`ServeConfig::idle_timeout`] is cut off: its bytes are kept (or thrown
-//! away if a checksum was promised) and the connection is freed.
+//! away if a checksum was promised) and the connection is freed. Headers get
+//! the same deadline, so a client stalled mid-headers holds nothing either.
 //!
 //! Writes to the data file happen on the async task: they go to the page
 //! cache through a buffer and are cheap; the `fdatasync` before an offset is
@@ -53,7 +54,11 @@ pub struct ServeConfig {
     pub server: ServerConfig,
     /// HMAC-SHA256 key for share links. Default empty: downloads disabled.
     pub secret: Vec<u8>,
-    /// A body that sends nothing for this long is cut off. Default 30 s.
+    /// Idle timeout. A PATCH body that sends nothing for this long is cut
+    /// off (the bytes that arrived are made durable and kept, unless a
+    /// checksum was promised); a request's headers must arrive within this
+    /// long of the connection waiting for them (a client stalled mid-headers,
+    /// or an idle keep-alive connection, is closed). Default 30 s.
     pub idle_timeout: Duration,
     /// How often expired uploads are swept. Default 60 s.
     pub expire_interval: Duration,
@@ -161,11 +166,7 @@ pub async fn spawn(cfg: ServeConfig) -> Result<RunningServer, Error> {
     let app = router(&cfg)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "server stopped");
-        }
-    });
+    let task = tokio::spawn(accept_loop(listener, app, cfg.idle_timeout));
     Ok(RunningServer { addr, task })
 }
 
@@ -175,8 +176,38 @@ pub async fn serve(cfg: ServeConfig, on_ready: impl FnOnce(SocketAddr)) -> Resul
     let app = router(&cfg)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     on_ready(listener.local_addr()?);
-    axum::serve(listener, app).await?;
+    accept_loop(listener, app, cfg.idle_timeout).await;
     Ok(())
+}
+
+/// Serves HTTP/1.1 connections. Unlike `axum::serve`, hyper gets a timer, so
+/// a request's headers must arrive within `idle` of the connection waiting
+/// for them: a client that stalls mid-headers, or a keep-alive connection
+/// left idle, is closed and holds nothing. (Stalled bodies are cut in
+/// [`pump`].)
+async fn accept_loop(listener: tokio::net::TcpListener, app: Router, idle: Duration) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of descriptors and the like: back off, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Responses are small and final: no Nagle delay on them.
+        let _ = stream.set_nodelay(true);
+        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new()).header_read_timeout(idle);
+            if let Err(e) = http.serve_connection(TokioIo::new(stream), svc).await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
+    }
 }
 
 fn to_http(r: Response) -> axum::response::Response {

@@ -199,6 +199,80 @@ async fn stalled_body_is_cut_off_and_prefix_kept() {
     server.task.abort();
 }
 
+/// Reads until the server closes the connection; the time it took.
+async fn wait_closed(s: &mut tokio::net::TcpStream) -> Duration {
+    let t0 = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "server did not close the stalled connection");
+    t0.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_headers_are_cut_off_and_nothing_moves() {
+    let store = tempfile::tempdir().unwrap();
+    let server = start(config(store.path())).await; // idle timeout 500 ms
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let u = new_upload(&http, &base, &[("Upload-Length", "1000")]).await;
+    let r =
+        send(&http, &base, "PATCH", &format!("/files/{u}"), &[T, CT, ("Upload-Offset", "0")], vec![5; 100])
+            .await;
+    assert_eq!(r.status(), 204);
+    // Half a request head, then nothing.
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(
+        format!("PATCH /files/{u} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Off").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let took = wait_closed(&mut s).await;
+    assert!(took >= Duration::from_millis(300), "closed after the timeout, not at once ({took:?})");
+    // A connection that never sends a byte is closed too.
+    let mut quiet = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    wait_closed(&mut quiet).await;
+    let r = send(&http, &base, "HEAD", &format!("/files/{u}"), &[T], vec![]).await;
+    assert_eq!(r.headers()["Upload-Offset"], "100");
+    assert_eq!(std::fs::read(store.path().join(format!("{u}.bin"))).unwrap(), vec![5u8; 100]);
+    // Not locked: the upload carries on.
+    let r =
+        send(&http, &base, "PATCH", &format!("/files/{u}"), &[T, CT, ("Upload-Offset", "100")], vec![6; 900])
+            .await;
+    assert_eq!(r.status(), 204);
+    server.task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_body_offset_is_durable_across_a_restart() {
+    let store = tempfile::tempdir().unwrap();
+    let server = start(config(store.path())).await; // idle timeout 500 ms
+    let base = format!("http://{}", server.addr);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let u = new_upload(&http, &base, &[("Upload-Length", "1000000")]).await;
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "PATCH /files/{u} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 1000000\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    // More than the store's write buffer, in pieces, then a stall.
+    for i in 0..5u8 {
+        s.write_all(&[i; 70_000]).await.unwrap();
+    }
+    wait_closed(&mut s).await;
+    let want: Vec<u8> = (0..5u8).flat_map(|i| [i; 70_000]).collect();
+    let r = send(&http, &base, "HEAD", &format!("/files/{u}"), &[T], vec![]).await;
+    assert_eq!(r.headers()["Upload-Offset"], "350000");
+    server.task.abort();
+    let _ = server.task.await;
+    // A fresh server on the same directory sees the same offset and bytes.
+    let server = start(config(store.path())).await;
+    let base = format!("http://{}", server.addr);
+    let r = send(&http, &base, "HEAD", &format!("/files/{u}"), &[T], vec![]).await;
+    assert_eq!(r.headers()["Upload-Offset"], "350000");
+    assert_eq!(std::fs::read(store.path().join(format!("{u}.bin"))).unwrap(), want);
+    server.task.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_beyond_the_limit_wait_their_turn() {
     let store = tempfile::tempdir().unwrap();

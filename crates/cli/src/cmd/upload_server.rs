@@ -27,7 +27,8 @@ pub(crate) struct Args {
     /// HMAC key for share links (at least 16 bytes); without it downloads are off.
     #[arg(long)]
     secret_file: Option<PathBuf>,
-    /// A request body that sends nothing for this long is cut off.
+    /// A request body that sends nothing for this long is cut off (its bytes are kept), and a
+    /// request's headers must arrive within this long (stalled or idle connections are closed).
     #[arg(long, value_parser = parse_duration, default_value = "30s")]
     idle_timeout: Duration,
     /// Acknowledge bytes without fsync (tmpfs or benchmarks only: a crash can lose acknowledged bytes).
