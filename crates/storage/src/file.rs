@@ -76,6 +76,20 @@ impl FileBackend {
         })
     }
 
+    /// A backend over files that are already somewhere on disk: `paths[i]` holds the layout's
+    /// file `i` (pad files' entries are never used). For checking data in place, such as a
+    /// download whose folder was renamed; writes work the same as with [`FileBackend::new`].
+    ///
+    /// Fails with [`Error::InvalidSetting`] when there is not one path per file.
+    pub fn from_paths(paths: Vec<PathBuf>, layout: &Layout, settings: &Settings) -> Result<Self, Error> {
+        if paths.len() != layout.files().len() {
+            return Err(Error::InvalidSetting { name: "paths", reason: "need exactly one path per file" });
+        }
+        let mut b = Self::new("", layout, settings)?;
+        b.paths = paths;
+        Ok(b)
+    }
+
     /// The path on disk of file `file`.
     pub fn path(&self, file: usize) -> Option<&Path> {
         self.paths.get(file).map(PathBuf::as_path)

@@ -88,7 +88,7 @@ pub use file::FileBackend;
 pub use layout::{FileSpec, Layout, Segment, Segments};
 pub use resume::{RESUME_VERSION, ResumeData};
 pub use settings::{MAX_FD_CACHE_SIZE, MAX_HASH_THREADS, MAX_READ_CHUNK_SIZE, Settings};
-pub use storage::{PieceResult, PieceVerdict, RecheckProgress, ResumeReport, Storage, WriteOutcome};
+pub use storage::{PieceResult, PieceVerdict, RecheckProgress, ResumeReport, Storage, WriteOutcome, recheck};
 
 #[cfg(test)]
 mod tests;

@@ -372,59 +372,10 @@ impl<B: Backend + 'static> Storage<B> {
     pub fn recheck(&self, progress: &mut dyn FnMut(&RecheckProgress)) -> Result<Bitfield, Error> {
         let all: Vec<u32> = (0..self.shared.layout.piece_count()).collect();
         self.wait_idle(Duration::from_secs(3600));
-        let good = self.hash_pieces(&all, progress)?;
+        let good = hash_pieces(&self.shared.layout, &self.shared.backend, &self.settings, &all, progress)?;
         let mut st = self.shared.lock();
         st.partial.clear();
         st.have = good.clone();
-        Ok(good)
-    }
-
-    /// Hashes `pieces` in parallel; returns a bitfield with the ones that match set.
-    fn hash_pieces(
-        &self,
-        pieces: &[u32],
-        progress: &mut dyn FnMut(&RecheckProgress),
-    ) -> Result<Bitfield, Error> {
-        let shared = &*self.shared;
-        let total = u32::try_from(pieces.len()).unwrap_or(u32::MAX);
-        let mut good = Bitfield::new(shared.layout.piece_count());
-        let threads = self.settings.effective_hash_threads().min(pieces.len()).max(1);
-        let next = AtomicUsize::new(0);
-        let (tx, rx) = mpsc::channel::<(u32, bool, u32)>();
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                let tx = tx.clone();
-                let next = &next;
-                s.spawn(move || {
-                    let mut buf = vec![0u8; shared.chunk];
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(&p) = pieces.get(i) else { break };
-                        let piece = PieceIndex::new(p);
-                        let ok = matches!(
-                            check_piece(&shared.layout, &shared.backend, piece, &mut buf),
-                            Ok(Check::Good)
-                        );
-                        let size = shared.layout.piece_size(piece).unwrap_or(0);
-                        if tx.send((p, ok, size)).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-            drop(tx);
-            let mut prog =
-                RecheckProgress { pieces_done: 0, pieces_total: total, pieces_good: 0, bytes_done: 0 };
-            for (p, ok, size) in rx {
-                prog.pieces_done += 1;
-                prog.bytes_done += u64::from(size);
-                if ok {
-                    prog.pieces_good += 1;
-                    good.set(PieceIndex::new(p));
-                }
-                progress(&prog);
-            }
-        });
         Ok(good)
     }
 
@@ -496,7 +447,8 @@ impl<B: Backend + 'static> Storage<B> {
         }
         let to_check: Vec<u32> = suspect.iter_ones().map(PieceIndex::get).collect();
         self.wait_idle(Duration::from_secs(3600));
-        let good = self.hash_pieces(&to_check, &mut |_| {})?;
+        let good =
+            hash_pieces(&self.shared.layout, &self.shared.backend, &self.settings, &to_check, &mut |_| {})?;
         let mut report = ResumeReport::default();
         for &p in &to_check {
             report.rechecked += 1;
@@ -511,6 +463,100 @@ impl<B: Backend + 'static> Storage<B> {
         st.have = have;
         Ok(report)
     }
+}
+
+/// Re-hashes every piece of `layout` from `backend` on [`Settings::hash_threads`] threads and
+/// returns the bitfield of pieces that match, without a [`Storage`]: nothing is written or
+/// created (this is what `piecework verify` runs). `progress` is called on this thread as
+/// pieces finish. Unreadable pieces (missing or short files) count as missing.
+///
+/// ```
+/// use piecework_storage::{Layout, MemoryBackend, Settings};
+/// # let bytes = piecework_metainfo::TorrentBuilder::new(piecework_metainfo::Version::V1)
+/// #     .creation_date(None)
+/// #     .build_iter("t", [(vec!["a".to_owned()], 3, std::io::Cursor::new(vec![1, 2, 3]))], &mut |_, _| {})?;
+/// let meta = piecework_metainfo::Metainfo::parse(&bytes)?;
+/// let layout = Layout::from_metainfo(&meta)?;
+/// let backend = MemoryBackend::new(&layout);
+/// let have = piecework_storage::recheck(&layout, &backend, &Settings::default(), &mut |_| {})?;
+/// assert_eq!(have.count_ones(), 0); // the memory backend starts out as zeros
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn recheck<B: Backend + Sync + ?Sized>(
+    layout: &Layout,
+    backend: &B,
+    settings: &Settings,
+    progress: &mut dyn FnMut(&RecheckProgress),
+) -> Result<Bitfield, Error> {
+    settings.validate()?;
+    let all: Vec<u32> = (0..layout.piece_count()).collect();
+    hash_pieces(layout, backend, settings, &all, progress)
+}
+
+/// Bytes of consecutive pieces a hashing thread claims at once, so it reads long stretches.
+const CLAIM_BYTES: u64 = 1 << 20;
+
+/// Bytes a hashing thread hashes between reports: a message per piece would wake the
+/// collecting thread thousands of times, each wake-up interrupting a hashing core.
+const REPORT_BYTES: u64 = 16 << 20;
+
+/// Hashes `pieces` in parallel; returns a bitfield with the ones that match set.
+fn hash_pieces<B: Backend + Sync + ?Sized>(
+    layout: &Layout,
+    backend: &B,
+    settings: &Settings,
+    pieces: &[u32],
+    progress: &mut dyn FnMut(&RecheckProgress),
+) -> Result<Bitfield, Error> {
+    let total = u32::try_from(pieces.len()).unwrap_or(u32::MAX);
+    let mut good = Bitfield::new(layout.piece_count());
+    let threads = settings.effective_hash_threads().min(pieces.len()).max(1);
+    let batch = (CLAIM_BYTES / u64::from(layout.piece_length()).max(1)).max(1) as usize;
+    let next = AtomicUsize::new(0);
+    // (piece, matched, size)
+    let (tx, rx) = mpsc::channel::<Vec<(u32, bool, u32)>>();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let tx = tx.clone();
+            let next = &next;
+            s.spawn(move || {
+                let mut buf = vec![0u8; settings.read_chunk_size];
+                let (mut bundle, mut bundled) = (Vec::new(), 0u64);
+                loop {
+                    let first = next.fetch_add(batch, Ordering::Relaxed);
+                    let Some(run) = pieces.get(first..(first + batch).min(pieces.len())) else { break };
+                    for &p in run {
+                        let piece = PieceIndex::new(p);
+                        let ok = matches!(check_piece(layout, backend, piece, &mut buf), Ok(Check::Good));
+                        let size = layout.piece_size(piece).unwrap_or(0);
+                        bundle.push((p, ok, size));
+                        bundled += u64::from(size);
+                    }
+                    if bundled >= REPORT_BYTES {
+                        if tx.send(core::mem::take(&mut bundle)).is_err() {
+                            return;
+                        }
+                        bundled = 0;
+                    }
+                }
+                let _ = tx.send(bundle);
+            });
+        }
+        drop(tx);
+        let mut prog = RecheckProgress { pieces_done: 0, pieces_total: total, pieces_good: 0, bytes_done: 0 };
+        for bundle in rx {
+            for (p, ok, size) in bundle {
+                prog.pieces_done += 1;
+                prog.bytes_done += u64::from(size);
+                if ok {
+                    prog.pieces_good += 1;
+                    good.set(PieceIndex::new(p));
+                }
+            }
+            progress(&prog);
+        }
+    });
+    Ok(good)
 }
 
 impl<B: Backend + 'static> Drop for Storage<B> {

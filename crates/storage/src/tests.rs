@@ -314,6 +314,50 @@ fn recheck_finds_exactly_the_pieces_on_disk() {
     assert!((0..whole).all(|p| have.get(PieceIndex::new(p))));
 }
 
+/// `recheck` without a `Storage` reads files wherever `from_paths` says, creates nothing, and
+/// finds the same pieces, for every version (hybrid checks both hashes).
+#[test]
+fn recheck_in_place_through_explicit_paths() {
+    for version in [Version::V1, Version::V2, Version::Hybrid] {
+        let fx = fixture(version, 32768, &[100_000, 0, 1, 50_000, 40_000]);
+        let meta = Metainfo::parse(&fx.torrent).unwrap();
+        let layout = Layout::from_metainfo(&meta).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // Flat, renamed files: file i of the layout is `dir/<i>`.
+        let paths: Vec<_> = (0..layout.files().len()).map(|i| dir.path().join(i.to_string())).collect();
+        for (f, path) in layout.files().iter().zip(&paths) {
+            if f.is_stored() && f.length() > 0 {
+                let data = &fx.files.iter().find(|(p, _)| f.path().components().ends_with(p)).unwrap().1;
+                std::fs::write(path, data).unwrap();
+            }
+        }
+        let settings = Settings::default();
+        assert!(matches!(
+            FileBackend::from_paths(paths[1..].to_vec(), &layout, &settings),
+            Err(Error::InvalidSetting { .. })
+        ));
+        let b = FileBackend::from_paths(paths.clone(), &layout, &settings).unwrap();
+        let mut last = None;
+        let have = recheck(&layout, &b, &settings, &mut |p| last = Some(*p)).unwrap();
+        assert_eq!(have.count_ones(), layout.piece_count(), "{version:?}");
+        let last = last.unwrap();
+        assert_eq!((last.pieces_done, last.pieces_good), (layout.piece_count(), layout.piece_count()));
+        // One flipped byte in the last file costs exactly the pieces holding it.
+        let (i, f) =
+            layout.files().iter().enumerate().rev().find(|(_, f)| f.is_stored() && f.length() > 0).unwrap();
+        let mut data = std::fs::read(&paths[i]).unwrap();
+        data[39_000] ^= 1;
+        std::fs::write(&paths[i], &data).unwrap();
+        let have = recheck(&layout, &b, &settings, &mut |_| {}).unwrap();
+        let bad: Vec<u32> = (0..layout.piece_count()).filter(|&p| !have.get(PieceIndex::new(p))).collect();
+        let hit = ((f.offset() + 39_000) / 32768) as u32;
+        assert_eq!(bad, vec![hit], "{version:?}");
+        // The zero-length file was never created.
+        let empty = layout.files().iter().position(|f| f.is_stored() && f.length() == 0).unwrap();
+        assert!(!paths[empty].exists(), "{version:?}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
     /// Any block order, any corruption: a piece verifies exactly when all its blocks were

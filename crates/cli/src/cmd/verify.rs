@@ -1,21 +1,13 @@
 //! `piecework verify`: re-hash data against a torrent, in parallel, and report per file and per
 //! piece.
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
-use piecework_metainfo::merkle::{self, MerkleHash};
-use piecework_metainfo::{BLOCK_SIZE, FileEntry, Metainfo, PieceIndex};
-use sha1::{Digest as _, Sha1};
-
-/// Bytes read at a time while verifying v1 pieces.
-const CHUNK: usize = 1 << 20;
+use piecework_metainfo::{FileEntry, Metainfo, PieceIndex};
+use piecework_storage::{FileBackend, Layout, MAX_HASH_THREADS, Settings};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
@@ -69,26 +61,14 @@ impl Locator {
     }
 }
 
-/// Reads `buf.len()` bytes at `offset` of a file, through a per-worker handle cache.
-fn read_at(cache: &mut HashMap<usize, File>, idx: usize, path: &Path, offset: u64, buf: &mut [u8]) -> bool {
-    let file = match cache.entry(idx) {
-        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-        std::collections::hash_map::Entry::Vacant(v) => match File::open(path) {
-            Ok(f) => v.insert(f),
-            Err(_) => return false,
-        },
-    };
-    file.seek(SeekFrom::Start(offset)).is_ok() && file.read_exact(buf).is_ok()
-}
-
 pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
     let bytes = super::read_torrent(&a.torrent)?;
     let m = super::parse(&a.torrent, &bytes)?;
     let loc = Locator::new(&m, &a.data);
-    let threads = a
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
-        .max(1);
+    let layout = Layout::from_metainfo(&m).with_context(|| format!("{}", a.torrent.display()))?;
+    // 0 means one per core.
+    let mut settings = Settings::default();
+    settings.hash_threads = a.threads.unwrap_or(0).min(MAX_HASH_THREADS);
 
     // File presence and sizes first.
     let mut problems = 0usize;
@@ -115,11 +95,19 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    let (bad_pieces, piece_total) = if m.info_hashes().v1().is_some() {
-        verify_v1(&m, &loc, threads, &bar, &mut file_state)
-    } else {
-        verify_v2(&m, &loc, threads, &bar, &mut file_state)
-    };
+    // Storage's recheck, reading each file where the locator found it; nothing is created.
+    let paths: Vec<PathBuf> = m.files().iter().map(|f| loc.locate(f)).collect();
+    let backend = FileBackend::from_paths(paths, &layout, &settings)?;
+    let have =
+        piecework_storage::recheck(&layout, &backend, &settings, &mut |p| bar.set_position(p.bytes_done))?;
+    let piece_total = u64::from(layout.piece_count());
+    let bad_pieces: Vec<u64> =
+        (0..layout.piece_count()).filter(|&p| !have.get(PieceIndex::new(p))).map(u64::from).collect();
+    for (i, st) in file_state.iter_mut().enumerate() {
+        if layout.pieces_of_file(i).any(|p| !have.get(PieceIndex::new(p))) {
+            mark_corrupt(st);
+        }
+    }
     bar.finish_and_clear();
 
     for (f, st) in m.files().iter().zip(&file_state) {
@@ -164,166 +152,4 @@ fn mark_corrupt(state: &mut Option<String>) {
     if state.is_none() {
         *state = Some("CORRUPT".to_owned());
     }
-}
-
-fn verify_v1(
-    m: &Metainfo<'_>,
-    loc: &Locator,
-    threads: usize,
-    bar: &ProgressBar,
-    state: &mut [Option<String>],
-) -> (Vec<u64>, u64) {
-    let n = m.piece_count();
-    let pl = m.piece_length();
-    let total = m.total_length();
-    let files = m.files();
-    let next = AtomicUsize::new(0);
-    let bad = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                // A fixed buffer, whatever the piece length the torrent claims.
-                let mut buf = vec![0u8; CHUNK];
-                let mut cache = HashMap::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed) as u64;
-                    if i >= n {
-                        return;
-                    }
-                    let off = i * pl;
-                    let len = (total - off).min(pl);
-                    let mut ok = true;
-                    let mut hasher = Sha1::new();
-                    // The first file that ends after `off`.
-                    let mut fi = files.partition_point(|f| f.offset() + f.length() <= off);
-                    let mut pos = 0u64;
-                    while pos < len && fi < files.len() {
-                        let f = &files[fi];
-                        let start = off + pos - f.offset();
-                        let take = (f.length() - start).min(len - pos);
-                        let mut done = 0u64;
-                        while done < take {
-                            let n = ((take - done) as usize).min(CHUNK);
-                            let chunk = &mut buf[..n];
-                            if f.is_pad() {
-                                chunk.fill(0);
-                            } else if !read_at(&mut cache, fi, &loc.locate(f), start + done, chunk) {
-                                ok = false;
-                            }
-                            hasher.update(&*chunk);
-                            done += n as u64;
-                        }
-                        pos += take;
-                        fi += 1;
-                    }
-                    let digest: [u8; 20] = hasher.finalize().into();
-                    if !ok || m.piece_hash_v1(PieceIndex::new(i as u32)) != Some(digest) {
-                        bad.lock().map(|mut b| b.push(i)).ok();
-                    }
-                    bar.inc(len);
-                }
-            });
-        }
-    });
-    let mut bad = bad.into_inner().unwrap_or_default();
-    bad.sort_unstable();
-    for &p in &bad {
-        let (start, end) = (p * pl, ((p + 1) * pl).min(total));
-        for (f, st) in files.iter().zip(state.iter_mut()) {
-            if !f.is_pad() && f.offset() < end && f.offset() + f.length() > start {
-                mark_corrupt(st);
-            }
-        }
-    }
-    (bad, n)
-}
-
-fn verify_v2(
-    m: &Metainfo<'_>,
-    loc: &Locator,
-    threads: usize,
-    bar: &ProgressBar,
-    state: &mut [Option<String>],
-) -> (Vec<u64>, u64) {
-    let pl = m.piece_length();
-    let files = m.files();
-    // Work units: (file, piece within the file, global piece number).
-    let mut units = Vec::new();
-    let mut global = 0u64;
-    for (fi, f) in files.iter().enumerate() {
-        if f.pieces_root().is_none() {
-            continue;
-        }
-        for j in 0..f.length().div_ceil(pl) {
-            units.push((fi, j, global + j));
-        }
-        global += f.length().div_ceil(pl);
-    }
-    let hashes: Vec<Mutex<Option<MerkleHash>>> = units.iter().map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                let mut buf = vec![0u8; BLOCK_SIZE as usize];
-                let mut cache = HashMap::new();
-                loop {
-                    let u = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&(fi, j, _)) = units.get(u) else { return };
-                    let f = &files[fi];
-                    let off = j * pl;
-                    let len = (f.length() - off).min(pl);
-                    // One 16 KiB block at a time: leaves only, never a whole piece in memory.
-                    let mut leaves: Vec<MerkleHash> = Vec::new();
-                    let mut done = 0u64;
-                    let mut ok = true;
-                    while done < len {
-                        let n = ((len - done) as usize).min(BLOCK_SIZE as usize);
-                        if !read_at(&mut cache, fi, &loc.locate(f), off + done, &mut buf[..n]) {
-                            ok = false;
-                            break;
-                        }
-                        leaves.push(merkle::leaf_hash(&buf[..n]));
-                        done += n as u64;
-                    }
-                    if ok {
-                        let width = if f.length() <= pl { 1 } else { pl / u64::from(BLOCK_SIZE) };
-                        if let Ok(mut h) = hashes[u].lock() {
-                            *h = Some(merkle::root_from_nodes(&leaves, 0, width));
-                        }
-                    }
-                    bar.inc(len);
-                }
-            });
-        }
-    });
-    let hashes: Vec<Option<MerkleHash>> = hashes.into_iter().map(|h| h.into_inner().ok().flatten()).collect();
-    let mut bad = Vec::new();
-    let mut k = 0;
-    for (fi, f) in files.iter().enumerate() {
-        let Some(root) = f.pieces_root() else { continue };
-        let count = f.length().div_ceil(pl) as usize;
-        let mine = &hashes[k..k + count];
-        let first_global = units[k].2;
-        k += count;
-        let layer = m.piece_layer(root);
-        let bad_here: Vec<u64> = if f.length() <= pl {
-            if mine[0].as_ref() == Some(root) { vec![] } else { vec![first_global] }
-        } else if let Some(layer) = layer {
-            mine.iter()
-                .enumerate()
-                .filter(|(j, h)| h.as_ref().map(|h| &h[..]) != layer.get(j * 32..j * 32 + 32))
-                .map(|(j, _)| first_global + j as u64)
-                .collect()
-        } else {
-            // No layer in the torrent: only the whole file can be checked.
-            let all: Option<Vec<MerkleHash>> = mine.iter().copied().collect();
-            let ok = all.and_then(|a| merkle::root_from_piece_layer(&a, pl)).as_ref() == Some(root);
-            if ok { vec![] } else { (0..count as u64).map(|j| first_global + j).collect() }
-        };
-        if !bad_here.is_empty() {
-            mark_corrupt(&mut state[fi]);
-        }
-        bad.extend(bad_here);
-    }
-    (bad, global)
 }
