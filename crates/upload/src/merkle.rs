@@ -1,17 +1,24 @@
-//! Streaming SHA-256 merkle tree over 16 KiB blocks, the [BEP 52] layout.
+//! The [BEP 52] pieces root of an upload, built while the bytes stream in.
 //!
-//! Leaves are SHA-256 of each 16 KiB block (the last one may be shorter); the
-//! tree is padded to a power of two with zero leaf hashes. The root is a v2
-//! "pieces root". Memory is O(log n): one running block hash plus one hash
-//! per tree level. This belongs with metainfo's merkle helpers once that crate
-//! has them.
+//! The tree itself (16 KiB SHA-256 leaves, zero-hash padding) is
+//! `piecework-metainfo`'s [`FileHasher`]; this module only fixes the piece
+//! length it groups leaves by, gives the root a type, and lets a running
+//! upload read its prefix root without ending the hash.
+//!
+//! Memory per upload in flight: one 16 KiB block, up to one piece's leaf
+//! hashes (32 KiB) and one hash per finished 16 MiB piece (2 KiB per GiB).
+//! The piece length does not change the root.
 //!
 //! [BEP 52]: https://www.bittorrent.org/beps/bep_0052.html
 
-use sha2::{Digest as _, Sha256};
+use piecework_metainfo::merkle::{FileHasher, leaf_hash, root_from_leaves};
 
 /// Leaf block size fixed by BEP 52.
-pub const BLOCK_SIZE: usize = 16 * 1024;
+pub const BLOCK_SIZE: usize = piecework_metainfo::BLOCK_SIZE as usize;
+
+/// Leaves are grouped into pieces of this size: the square-root point where
+/// the pending leaves and the finished piece hashes both stay small.
+const PIECE_LENGTH: u64 = 16 << 20;
 
 /// A v2 pieces root (SHA-256 merkle root of one file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,35 +31,17 @@ impl PiecesRoot {
     }
 }
 
-/// Incremental BEP 52 merkle root builder.
+/// Incremental BEP 52 pieces root of one upload.
 #[derive(Clone, Default)]
 pub struct MerkleBuilder {
-    block: Sha256,
-    block_len: usize,
-    len: u64,
-    // Completed subtrees, strictly decreasing height from bottom to top.
-    stack: Vec<(u32, [u8; 32])>,
+    // Made on the first byte: idle and finished uploads hold no buffers.
+    hasher: Option<FileHasher>,
 }
 
 impl std::fmt::Debug for MerkleBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MerkleBuilder").field("len", &self.len).finish()
+        f.debug_struct("MerkleBuilder").field("len", &self.len()).finish()
     }
-}
-
-fn hash_pair(a: &[u8; 32], b: &[u8; 32]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(a);
-    h.update(b);
-    h.finalize().into()
-}
-
-fn zero_subtree(height: u32) -> [u8; 32] {
-    let mut z = [0u8; 32];
-    for _ in 0..height {
-        z = hash_pair(&z, &z);
-    }
-    z
 }
 
 impl MerkleBuilder {
@@ -63,78 +52,44 @@ impl MerkleBuilder {
 
     /// Bytes fed so far.
     pub fn len(&self) -> u64 {
-        self.len
+        self.hasher.as_ref().map_or(0, FileHasher::length)
     }
 
     /// True if nothing has been fed.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// Feeds the next bytes of the file.
-    pub fn update(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
-            let take = (BLOCK_SIZE - self.block_len).min(data.len());
-            let (now, rest) = data.split_at(take);
-            self.block.update(now);
-            self.block_len += take;
-            self.len += take as u64;
-            data = rest;
-            if self.block_len == BLOCK_SIZE {
-                let leaf: [u8; 32] = std::mem::take(&mut self.block).finalize().into();
-                self.block_len = 0;
-                self.push(0, leaf);
-            }
+    pub fn update(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        if self.hasher.is_none() {
+            self.hasher = FileHasher::new(PIECE_LENGTH);
+        }
+        // `new` takes any power of two >= 16 KiB, so the hasher is there.
+        if let Some(h) = &mut self.hasher {
+            h.update(data);
         }
     }
 
-    fn push(&mut self, mut height: u32, mut hash: [u8; 32]) {
-        while let Some(&(h, top)) = self.stack.last() {
-            if h != height {
-                break;
-            }
-            self.stack.pop();
-            hash = hash_pair(&top, &hash);
-            height += 1;
-        }
-        self.stack.push((height, hash));
-    }
-
-    /// The pieces root of everything fed; `None` for an empty file (BEP 52
-    /// gives empty files no root).
+    /// The pieces root of everything fed so far (the builder can go on);
+    /// `None` for an empty file (BEP 52 gives empty files no root).
     pub fn finish(&self) -> Option<PiecesRoot> {
-        let mut stack = self.stack.clone();
-        if self.block_len > 0 {
-            let leaf: [u8; 32] = self.block.clone().finalize().into();
-            stack.push((0, leaf));
-        }
-        // Fold from the smallest subtree upwards, padding each with zero
-        // subtrees until it is as tall as its left neighbour.
-        let (mut height, mut acc) = stack.pop()?;
-        while let Some((h, left)) = stack.pop() {
-            while height < h {
-                acc = hash_pair(&acc, &zero_subtree(height));
-                height += 1;
-            }
-            acc = hash_pair(&left, &acc);
-            height += 1;
-        }
-        Some(PiecesRoot(acc))
+        let (root, _layer) = self.hasher.clone()?.finish();
+        root.map(PiecesRoot)
     }
 }
 
-/// Naive oracle: the pieces root of `data` computed layer by layer.
+/// The pieces root of `data` in one go, leaf by leaf (an oracle for tests and
+/// small inputs).
 pub fn pieces_root_of(data: &[u8]) -> Option<PiecesRoot> {
     if data.is_empty() {
         return None;
     }
-    let mut layer: Vec<[u8; 32]> = data.chunks(BLOCK_SIZE).map(|c| Sha256::digest(c).into()).collect();
-    let width = layer.len().next_power_of_two();
-    layer.resize(width, [0u8; 32]);
-    while layer.len() > 1 {
-        layer = layer.chunks(2).map(|p| hash_pair(&p[0], &p[1])).collect();
-    }
-    layer.first().copied().map(PiecesRoot)
+    let leaves: Vec<_> = data.chunks(BLOCK_SIZE).map(leaf_hash).collect();
+    Some(PiecesRoot(root_from_leaves(&leaves)))
 }
 
 #[cfg(test)]
@@ -143,37 +98,20 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn single_block_root_is_its_hash() {
-        let data = vec![7u8; 100];
-        let root = pieces_root_of(&data).unwrap();
-        assert_eq!(root.0, <[u8; 32]>::from(Sha256::digest(&data)));
-        let mut b = MerkleBuilder::new();
-        b.update(&data);
-        assert_eq!(b.finish(), Some(root));
+    fn streaming_matches_oracle_at_block_and_piece_edges() {
         assert_eq!(MerkleBuilder::new().finish(), None);
-    }
-
-    #[test]
-    fn three_blocks_pad_with_zero_leaf() {
-        let data = vec![1u8; 2 * BLOCK_SIZE + 5];
-        let l0: [u8; 32] = Sha256::digest(&data[..BLOCK_SIZE]).into();
-        let l2: [u8; 32] = Sha256::digest(&data[2 * BLOCK_SIZE..]).into();
-        let want = hash_pair(&hash_pair(&l0, &l0), &hash_pair(&l2, &[0u8; 32]));
-        let mut b = MerkleBuilder::new();
-        b.update(&data);
-        assert_eq!(b.finish().unwrap().0, want);
-    }
-
-    #[test]
-    fn streaming_matches_oracle_at_block_edges() {
-        for blocks in [1usize, 2, 3, 4, 5, 7, 8, 9, 17] {
+        let piece_blocks = (PIECE_LENGTH as usize) / BLOCK_SIZE;
+        for blocks in [1usize, 2, 3, 5, 8, 9, piece_blocks, piece_blocks + 1, 2 * piece_blocks + 3] {
             for extra in [0usize, 1] {
                 let len = blocks * BLOCK_SIZE - 1 + extra;
                 let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
                 let mut b = MerkleBuilder::new();
-                for c in data.chunks(5000) {
+                for c in data.chunks(100_003) {
                     b.update(c);
+                    // The prefix root does not disturb the running hash.
+                    let _ = b.finish();
                 }
+                assert_eq!(b.len(), len as u64);
                 assert_eq!(b.finish(), pieces_root_of(&data), "len {len}");
             }
         }

@@ -210,6 +210,8 @@ impl<S: Store> Server<S> {
                 info.offset = pos;
                 if info.is_finished() {
                     info.root = merkle.finish();
+                    // The root is kept; the tree state is no longer needed.
+                    merkle = MerkleBuilder::new();
                 }
             }
             uploads.insert(id, Upload { info, merkle, busy: false });
@@ -421,7 +423,9 @@ impl<S: Store> Server<S> {
         info.root = merkle.finish();
         self.store.save_info(&id, &info)?;
         let r = self.created_response(&id, &info);
-        self.uploads.insert(id, Upload { info, merkle, busy: false });
+        // Finished: the root is kept, the tree state is not needed.
+        drop(merkle);
+        self.uploads.insert(id, Upload { info, merkle: MerkleBuilder::new(), busy: false });
         Ok(r)
     }
 
@@ -544,7 +548,8 @@ impl<S: Store> Server<S> {
             self.store.save_progress(&s.id, &info)?;
         }
         u.info = info;
-        u.merkle = s.merkle;
+        // A finished upload keeps its root, not the tree state.
+        u.merkle = if u.info.is_finished() { MerkleBuilder::new() } else { s.merkle };
         let mut r = Response::new(204).with(headers::UPLOAD_OFFSET, u.info.offset.to_string());
         if let Some(e) = u.info.expires {
             r = r.with(headers::UPLOAD_EXPIRES, headers::format_expires(e));
