@@ -243,6 +243,7 @@ fn be32(p: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(b))
 }
 
+#[inline]
 fn block_at(p: &[u8], at: usize) -> Option<BlockRef> {
     Some(BlockRef {
         piece: PieceIndex::new(be32(p, at)?),
@@ -427,6 +428,7 @@ impl Decoder {
     /// bytes were removed from `buf`. `Err`: the peer sent something invalid; close the
     /// connection (`buf` is left as it was). A length prefix over the limits fails as soon as
     /// the prefix (and the id byte, where the limit depends on it) is readable.
+    #[inline(always)]
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, Error> {
         let Some(len) = be32(buf, 0) else { return Ok(None) };
         if len == 0 {
@@ -513,6 +515,7 @@ impl Decoder {
         Ok(Some(msg))
     }
 
+    #[inline]
     fn index(&self, msg_id: u8, i: u32) -> Result<PieceIndex, Error> {
         match self.piece_count {
             Some(n) if i >= n => {
@@ -523,6 +526,7 @@ impl Decoder {
     }
 
     /// Checks a length prefix against the message's fixed size or limit.
+    #[inline]
     fn check_length(&self, msg_id: u8, len: u32) -> Result<(), Error> {
         let exact = |expected: u32| {
             if len == expected { Ok(()) } else { Err(Error::BadLength { id: msg_id, len, expected }) }
