@@ -586,6 +586,10 @@ impl TorrentHandle {
 /// Opens storage for the metadata in `torrent` (a whole .torrent file), checks existing
 /// data, and makes the torrent downloadable. Runs on a blocking thread.
 fn init_metadata(shared: &Arc<TorrentShared>, torrent: &[u8]) -> Result<(), Error> {
+    if lock(&shared.state).meta.is_some() {
+        // A second copy of the metadata (two peers finished BEP 9 at once) changes nothing.
+        return Ok(());
+    }
     let meta = Metainfo::parse(torrent)?;
     let pl = meta.piece_length();
     let mut trees = HashMap::new();
@@ -1014,7 +1018,7 @@ async fn peer_loop(
         let st = lock(&torrent.state);
         match &st.meta {
             Some(m) => (Some(m.picker.have().clone()), Some(m.info.len() as u64)),
-            None => (None, None),
+            None => (None, st.pending_info.as_ref().map(|i| i.len() as u64)),
         }
     };
     let info_hash = incoming.as_ref().map_or(torrent.handshake_hash, |(h, _)| h.info_hash);
@@ -1194,7 +1198,7 @@ fn process_events(
                     }
                 }
                 PeerEvent::ExtensionHandshake => {
-                    if st.meta.is_none() {
+                    if st.meta.is_none() && st.pending_info.is_none() {
                         start_metadata_fetch(torrent, &mut st, key, peer, now)?;
                     }
                 }
@@ -1455,17 +1459,15 @@ fn on_metadata(
 ) -> Result<(), Error> {
     match m {
         MetadataMessage::Request { piece } => {
-            let reply = match st.meta.as_ref() {
-                Some(meta) => {
-                    let len = meta.info.len();
+            // Also while a v2 torrent waits for its piece layers: others can fetch both.
+            let info = st.meta.as_ref().map(|m| &m.info).or(st.pending_info.as_ref());
+            let reply = match info {
+                Some(info) => {
+                    let len = info.len();
                     let start = piece as usize * piecework_wire::METADATA_PIECE_LEN;
                     if start < len {
                         let end = (start + piecework_wire::METADATA_PIECE_LEN).min(len);
-                        MetadataMessage::Data {
-                            piece,
-                            total_size: len as u64,
-                            data: meta.info.slice(start..end),
-                        }
+                        MetadataMessage::Data { piece, total_size: len as u64, data: info.slice(start..end) }
                     } else {
                         MetadataMessage::Reject { piece }
                     }

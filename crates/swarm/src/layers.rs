@@ -591,6 +591,69 @@ mod tests {
         assert!(f.requests_for(6, later).is_empty());
     }
 
+    /// Two sans-IO peers, messages encoded and decoded on the way: the leecher's hash
+    /// requests are answered by the seeder's tree until the whole layer is in.
+    #[test]
+    fn two_peers_exchange_a_layer_over_the_wire() {
+        use crate::{Peer, PeerEvent, PeerSettings, Transmit};
+        use piecework_metainfo::{Bitfield, InfoHashV1};
+        use piecework_wire::{Decoder, Feature, Handshake, Message, PeerId, Reserved};
+
+        fn pump(now: Instant, from: &mut Peer, to: &mut Peer, dec: &mut Decoder) {
+            while let Some(t) = from.poll_transmit() {
+                match t {
+                    Transmit::Handshake(h) => to.handle_handshake(now, &h).unwrap(),
+                    Transmit::Message(m) => {
+                        let mut b = BytesMut::new();
+                        m.encode(&mut b).unwrap();
+                        while let Some(m) = dec.decode(&mut b).unwrap() {
+                            to.handle_message(now, m).unwrap();
+                        }
+                    }
+                }
+            }
+        }
+
+        let pl = 16384;
+        let len = 700 * 16384 + 3; // 701 pieces: two requests of 512
+        let (root, layer, _) = file(len, pl);
+        let tree = FileTree::new(root, len as u64, pl, layer.clone()).unwrap();
+        let mut fetch = LayerFetch::new([(root, len as u64)], pl, 2, Duration::from_secs(20));
+        let hs = |id| Handshake {
+            reserved: Reserved::NONE.with(Feature::Fast).with(Feature::Extension),
+            info_hash: InfoHashV1::from_bytes([3; 20]),
+            peer_id: PeerId::from_bytes([id; 20]),
+        };
+        let now = Instant::now();
+        let s = PeerSettings::default();
+        let mut seed = Peer::new(now, s, hs(1), false, None, Some(Bitfield::full(701)), None);
+        let mut leech = Peer::new(now, s, hs(2), true, None, None, None);
+        let (mut to_seed, mut to_leech) = (Decoder::new(), Decoder::new());
+        pump(now, &mut leech, &mut seed, &mut to_seed);
+        pump(now, &mut seed, &mut leech, &mut to_leech);
+        let mut rounds = 0;
+        while !fetch.is_complete() {
+            rounds += 1;
+            assert!(rounds < 10);
+            for r in fetch.requests_for(1, now) {
+                leech.send_message(Message::HashRequest(r));
+            }
+            pump(now, &mut leech, &mut seed, &mut to_seed);
+            while let Some(e) = seed.poll_event() {
+                if let PeerEvent::HashRequest(r) = e {
+                    seed.send_message(Message::Hashes(hashes_message(r, &tree.answer(&r, 8192).unwrap())));
+                }
+            }
+            pump(now, &mut seed, &mut leech, &mut to_leech);
+            while let Some(e) = leech.poll_event() {
+                if let PeerEvent::Hashes(h) = e {
+                    assert_eq!(fetch.on_hashes(1, &h), Received::Stored);
+                }
+            }
+        }
+        assert_eq!(fetch.layers().unwrap(), vec![(root, len as u64, layer)]);
+    }
+
     #[test]
     fn requests_match_libtorrents_shape() {
         let pl = 16384;

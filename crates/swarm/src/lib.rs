@@ -14,13 +14,24 @@
 //!   clean shutdown.
 //! - **Magnet links**: the metadata is fetched with [BEP 9] `ut_metadata`, checked against the
 //!   info-hash(es), and served to other peers.
+//! - **v2 piece layers** ([BEP 52] `hash request` / `hashes` / `hash reject`): a v2 torrent
+//!   whose `piece layers` are missing (a v2 magnet link, or a .torrent without them) asks v2
+//!   peers for each file's piece layer, checks every answer's uncle hashes up to the file's
+//!   pieces root, and opens storage once all layers are in; a peer whose hashes fail the proof
+//!   is dropped and, after [`Settings::ban_strikes`] offences, banned. Hash requests from
+//!   peers are answered from the verified layers (the piece layer and the layers above it, up
+//!   to [`PeerSettings::max_hash_request`] hashes); block-layer requests are rejected. A hybrid
+//!   torrent verifies by SHA-1 but still fetches missing layers, to answer v2 peers.
+//!   A connection is v2 when its handshake names the truncated v2 info-hash (the v2 upgrade
+//!   bit is not used).
 //!
 //! The block path is copy-free: a `piece` message's payload is a [`bytes::Bytes`] split off
 //! the socket's read buffer and written to disk from there; served blocks are read from
 //! storage into one buffer and written after their 13-byte header with a vectored write.
 //!
 //! What it does not do (yet): DHT, PEX, local peer discovery, µTP, encryption (MSE/PE),
-//! web seeds, BEP 52 hash requests (v2 magnet links without piece layers), rate limits.
+//! web seeds, the BEP 52 v2 upgrade of hybrid connections, block-layer hash requests, rate
+//! limits.
 //!
 //! ```
 //! use std::time::Duration;
@@ -60,6 +71,7 @@
 //! [BEP 6]: https://www.bittorrent.org/beps/bep_0006.html
 //! [BEP 9]: https://www.bittorrent.org/beps/bep_0009.html
 //! [BEP 10]: https://www.bittorrent.org/beps/bep_0010.html
+//! [BEP 52]: https://www.bittorrent.org/beps/bep_0052.html
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -305,6 +305,12 @@ fn ours_to_libtorrent_magnet_both_hybrid() {
     ours_to_libtorrent(Version::Hybrid, Some((true, true)));
 }
 
+/// A v2-only magnet: libtorrent gets the piece layers from us with BEP 52 hash requests.
+#[test]
+fn ours_to_libtorrent_magnet_btmh_v2() {
+    ours_to_libtorrent(Version::V2, Some((false, true)));
+}
+
 #[test]
 fn libtorrent_to_ours_v1() {
     libtorrent_to_ours(Version::V1, None);
@@ -338,6 +344,12 @@ fn libtorrent_to_ours_magnet_btmh_hybrid() {
 #[test]
 fn libtorrent_to_ours_magnet_both_hybrid() {
     libtorrent_to_ours(Version::Hybrid, Some((true, true)));
+}
+
+/// A v2-only magnet: we get the piece layers from libtorrent with BEP 52 hash requests.
+#[test]
+fn libtorrent_to_ours_magnet_btmh_v2() {
+    libtorrent_to_ours(Version::V2, Some((false, true)));
 }
 
 /// aria2 finds our seeder through opentracker (v1 only: aria2 1.36 gets hybrid hashes wrong).

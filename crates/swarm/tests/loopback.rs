@@ -234,6 +234,95 @@ async fn corrupt_peer(listener: tokio::net::TcpListener, info_hash: [u8; 20]) ->
     accepted
 }
 
+/// A .torrent without `piece layers`: the leecher asks a peer that answers every hash request
+/// with hashes that do not prove to the root. The peer is dropped and, after repeated offences,
+/// banned; the layers then come from an honest seeder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_torrent_without_layers_bans_a_peer_with_bad_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (torrent, files) = make_torrent(dir.path(), Version::V2, 64 * 1024);
+    let meta = Metainfo::parse(&torrent).unwrap();
+    let mut bare = b"d4:info".to_vec();
+    bare.extend_from_slice(meta.info_bytes());
+    bare.push(b'e');
+    assert!(Metainfo::parse(&bare).unwrap().piece_layers().is_empty());
+    let info_hash = *meta.info_hashes().v2().unwrap().truncated_id().as_bytes();
+    let liar = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let liar_addr = liar.local_addr().unwrap();
+    let liar_task = tokio::spawn(lying_hashes_peer(liar, info_hash));
+
+    let leecher = Session::new(Settings::default()).await.unwrap();
+    let t =
+        leecher.add_torrent(AddTorrent::torrent(bare, dir.path().join("out")).peer(liar_addr)).await.unwrap();
+    tokio::time::timeout(DEADLINE, async {
+        while t.stats().banned == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the lying peer was banned");
+    assert!(!t.stats().has_metadata, "no storage without verified layers");
+
+    let seeder = Session::new(Settings::default()).await.unwrap();
+    seeder.add_torrent(AddTorrent::torrent(torrent, dir.path().join("seed"))).await.unwrap();
+    t.add_peer(seeder.listen_addr().unwrap());
+    tokio::time::timeout(DEADLINE, t.wait_complete()).await.expect("finished in time").unwrap();
+    assert_eq!(t.stats().hash_failures, 0);
+    let connections = liar_task.await.unwrap();
+    assert_eq!(connections, Settings::default().ban_strikes as usize, "one connection per strike");
+    leecher.shutdown().await;
+    seeder.shutdown().await;
+    check_files(&dir.path().join("out"), &files);
+}
+
+/// Answers every BEP 52 hash request with the right number of wrong hashes; returns how many
+/// connections it accepted before the listener went quiet for two seconds.
+async fn lying_hashes_peer(listener: tokio::net::TcpListener, info_hash: [u8; 20]) -> usize {
+    let mut accepted = 0;
+    while let Ok(Ok((mut s, _))) = tokio::time::timeout(Duration::from_secs(2), listener.accept()).await {
+        accepted += 1;
+        let mut hs = [0u8; 68];
+        if s.read_exact(&mut hs).await.is_err() {
+            continue;
+        }
+        let mut out = BytesMut::new();
+        out.put_slice(b"\x13BitTorrent protocol");
+        out.put_slice(&[0; 8]);
+        out.put_slice(&info_hash);
+        out.put_slice(b"-XX0000-liarliarliar");
+        let _ = s.write_all(&out).await;
+        let mut buf = BytesMut::new();
+        loop {
+            if buf.len() >= 4 {
+                let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+                if buf.len() >= 4 + len {
+                    let msg = buf.split_to(4 + len);
+                    if len == 49 && msg[4] == 21 {
+                        let req = &msg[5..53];
+                        let count = u32::from_be_bytes(req[40..44].try_into().unwrap());
+                        let proof = u32::from_be_bytes(req[44..48].try_into().unwrap());
+                        let n = count + (proof + 1).saturating_sub(count.trailing_zeros());
+                        let mut reply = BytesMut::new();
+                        reply.put_u32(1 + 48 + 32 * n);
+                        reply.put_u8(22);
+                        reply.put_slice(req);
+                        reply.put_bytes(0x5a, 32 * n as usize);
+                        if s.write_all(&reply).await.is_err() {
+                            break;
+                        }
+                    }
+                    continue;
+                }
+            }
+            match s.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+    accepted
+}
+
 /// Stop half way, start again with the resume file: the verified pieces are kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_after_stop() {
