@@ -275,6 +275,102 @@ async fn v2_torrent_without_layers_bans_a_peer_with_bad_hashes() {
     check_files(&dir.path().join("out"), &files);
 }
 
+/// A hybrid torrent fetched with a v2-only (btmh) magnet verifies by SHA-1, and still fetches
+/// the piece layers so that v2 peers can ask it for hashes; bad requests and requests on a v1
+/// connection are rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hybrid_leecher_fetches_layers_and_answers_hash_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let (torrent, files) = make_torrent(dir.path(), Version::Hybrid, 64 * 1024);
+    let meta = Metainfo::parse(&torrent).unwrap();
+    let hashes = meta.info_hashes();
+    let seeder = Session::new(Settings::default()).await.unwrap();
+    seeder.add_torrent(AddTorrent::torrent(torrent.clone(), dir.path().join("seed"))).await.unwrap();
+    let leecher = Session::new(Settings::default()).await.unwrap();
+    let btmh = Magnet::new(piecework_metainfo::InfoHashes::from_parts(None, hashes.v2()).unwrap());
+    let t = leecher
+        .add_torrent(AddTorrent::magnet(btmh, dir.path().join("out")).peer(seeder.listen_addr().unwrap()))
+        .await
+        .unwrap();
+    tokio::time::timeout(DEADLINE, t.wait_complete()).await.expect("finished in time").unwrap();
+    check_files(&dir.path().join("out"), &files);
+
+    // a.bin: 700,001 bytes, 11 pieces of 64 KiB (4 blocks: piece layer 2), 64 leaves (root at 6).
+    let a = meta.files().iter().find(|f| f.length() == 700_001).unwrap();
+    let root = *a.pieces_root().unwrap();
+    let layer = meta.piece_layer(&root).unwrap().to_vec();
+    let v2 = *hashes.v2().unwrap().truncated_id().as_bytes();
+    let addr = leecher.listen_addr().unwrap();
+    let ask = |index: u32, length: u32, proof: u32| {
+        let mut r = Vec::with_capacity(48);
+        r.extend_from_slice(&root);
+        for x in [2u32, index, length, proof] {
+            r.extend_from_slice(&x.to_be_bytes());
+        }
+        r
+    };
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let answer = loop {
+        let (id, payload) = hash_request(addr, v2, &ask(0, 16, 3)).await;
+        if id == 22 {
+            break payload;
+        }
+        assert_eq!(id, 23);
+        assert!(tokio::time::Instant::now() < deadline, "the leecher never got the layers");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(&answer[..48], &ask(0, 16, 3)[..]);
+    let got = &answer[48..];
+    assert_eq!(got.len(), 16 * 32, "the whole padded layer, no uncles needed");
+    assert_eq!(&got[..11 * 32], &layer[..]);
+    for pad in got[11 * 32..].chunks(32) {
+        assert_eq!(pad, piecework_metainfo::merkle::zero_hash(2));
+    }
+    // Two hashes with the full proof: 2 + (3 + 1 - 1) uncles.
+    let (id, payload) = hash_request(addr, v2, &ask(4, 2, 3)).await;
+    assert_eq!((id, payload.len()), (22, 48 + 5 * 32));
+    // Unaligned, not a power of two, too many proof layers: rejected.
+    for bad in [ask(1, 2, 0), ask(0, 3, 0), ask(0, 2, 4)] {
+        assert_eq!(hash_request(addr, v2, &bad).await.0, 23);
+    }
+    // The seeder (which has the layers from the .torrent) answers on a v2 connection and
+    // rejects the same request on a v1 one.
+    let seed_addr = seeder.listen_addr().unwrap();
+    assert_eq!(hash_request(seed_addr, v2, &ask(0, 16, 3)).await.0, 22);
+    let v1 = *hashes.v1().unwrap().as_bytes();
+    assert_eq!(hash_request(seed_addr, v1, &ask(0, 16, 3)).await.0, 23);
+    leecher.shutdown().await;
+    seeder.shutdown().await;
+}
+
+/// Connects with `info_hash`, sends one hash request, returns the id and payload of the
+/// `hashes` (22) or `hash reject` (23) that answers it.
+async fn hash_request(addr: SocketAddr, info_hash: [u8; 20], request: &[u8]) -> (u8, Vec<u8>) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut out = BytesMut::new();
+    out.put_slice(b"\x13BitTorrent protocol");
+    out.put_slice(&[0; 8]);
+    out.put_slice(&info_hash);
+    out.put_slice(b"-XX0000-askaskaskask");
+    out.put_u32(1 + 48);
+    out.put_u8(21);
+    out.put_slice(request);
+    s.write_all(&out).await.unwrap();
+    let mut hs = [0u8; 68];
+    s.read_exact(&mut hs).await.unwrap();
+    loop {
+        let mut len = [0u8; 4];
+        s.read_exact(&mut len).await.unwrap();
+        let mut msg = vec![0u8; u32::from_be_bytes(len) as usize];
+        s.read_exact(&mut msg).await.unwrap();
+        if let Some((&id, payload)) = msg.split_first()
+            && (id == 22 || id == 23)
+        {
+            return (id, payload.to_vec());
+        }
+    }
+}
+
 /// Answers every BEP 52 hash request with the right number of wrong hashes; returns how many
 /// connections it accepted before the listener went quiet for two seconds.
 async fn lying_hashes_peer(listener: tokio::net::TcpListener, info_hash: [u8; 20]) -> usize {
