@@ -430,6 +430,27 @@ impl Decoder {
     /// the prefix (and the id byte, where the limit depends on it) is readable.
     #[inline(always)]
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, Error> {
+        // The steady state of a download is `have` and `request` (and their answers): decode
+        // them straight off a whole frame, with no second look at the message.
+        if let Some(&[0, 0, 0, len, id, ref rest @ ..]) = buf.get(..17) {
+            let field = |at: usize| u32::from_be_bytes([rest[at], rest[at + 1], rest[at + 2], rest[at + 3]]);
+            let msg = match (len, id) {
+                (5, id::HAVE) => Some(Message::Have(self.index(id, field(0))?)),
+                (13, id::REQUEST) if field(8) <= self.limits.block_length_limit() => {
+                    let piece = self.index(id, field(0))?;
+                    Some(Message::Request(BlockRef { piece, offset: field(4), length: field(8) }))
+                }
+                (1, id::CHOKE) => Some(Message::Choke),
+                (1, id::UNCHOKE) => Some(Message::Unchoke),
+                (1, id::INTERESTED) => Some(Message::Interested),
+                (1, id::NOT_INTERESTED) => Some(Message::NotInterested),
+                _ => None,
+            };
+            if let Some(m) = msg {
+                buf.advance(4 + usize::from(len));
+                return Ok(Some(m));
+            }
+        }
         let Some(len) = be32(buf, 0) else { return Ok(None) };
         if len == 0 {
             buf.advance(4);
@@ -614,6 +635,41 @@ fn split_payload(buf: &mut BytesMut, total: usize, skip: usize) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fast path (a whole small frame with more bytes behind it) decodes and refuses
+    /// exactly as the general path does when the frame is alone in the buffer.
+    #[test]
+    fn fast_path_agrees_with_the_general_path() {
+        let msgs = [
+            Message::Have(PieceIndex::new(7)),
+            Message::Request(BlockRef { piece: PieceIndex::new(3), offset: 16384, length: 16384 }),
+            Message::Choke,
+            Message::Unchoke,
+            Message::Interested,
+            Message::NotInterested,
+            Message::Have(PieceIndex::new(99)), // out of range once the piece count is 10
+            Message::Request(BlockRef { piece: PieceIndex::new(1), offset: 0, length: 1 << 20 }), // too long
+        ];
+        let filler = [0u8, 0, 0, 0].repeat(8); // keep-alives keep 17+ bytes in the buffer
+        for m in &msgs {
+            let mut frame = Vec::new();
+            m.encode(&mut frame).unwrap();
+            for piece_count in [None, Some(10)] {
+                let mut alone = BytesMut::from(&frame[..]);
+                let mut followed = BytesMut::from(&[&frame[..], &filler[..]].concat()[..]);
+                let mut d = Decoder::new();
+                d.set_piece_count(piece_count);
+                let a = d.decode(&mut alone);
+                let b = d.decode(&mut followed);
+                assert_eq!(format!("{a:?}"), format!("{b:?}"), "{m:?} {piece_count:?}");
+                if a.is_err() {
+                    assert_eq!(followed.len(), frame.len() + filler.len(), "an error consumes nothing");
+                } else {
+                    assert_eq!(followed.len(), filler.len());
+                }
+            }
+        }
+    }
 
     #[test]
     fn default_decoder_has_the_default_limits() {
