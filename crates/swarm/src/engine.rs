@@ -1022,8 +1022,20 @@ async fn peer_loop(
         }
     };
     let info_hash = incoming.as_ref().map_or(torrent.handshake_hash, |(h, _)| h.info_hash);
-    let ours = Handshake { reserved: torrent.reserved(), info_hash, peer_id: torrent.peer_id };
+    // A hybrid connection on the v1 hash offers the BEP 52 upgrade to v2, as libtorrent does.
+    let upgrade = match torrent.hashes {
+        InfoHashes::Hybrid(_, v2) if v2.truncated_id() != info_hash => Some(v2.truncated_id()),
+        _ => None,
+    };
+    let mut reserved = torrent.reserved();
+    if upgrade.is_some() {
+        reserved = reserved.with(Feature::V2Upgrade);
+    }
+    let ours = Handshake { reserved, info_hash, peer_id: torrent.peer_id };
     let mut peer = Peer::new(now, settings.peer, ours, outgoing, peer_ip4(addr), our_have, md_size);
+    if let Some(v2) = upgrade {
+        peer.allow_v2_upgrade(v2);
+    }
     let mut decoder = Decoder::with_limits(settings.peer.wire_limits);
     if let Some(h) = &md_size.and(lock(&torrent.state).meta.as_ref().map(|m| m.picker.piece_count())) {
         decoder.set_piece_count(Some(*h));
@@ -1193,6 +1205,7 @@ fn process_events(
         while let Some(ev) = peer.poll_event() {
             match ev {
                 PeerEvent::Connected { .. } => {
+                    debug!(v2 = torrent.v2_connection(peer), client = ?peer.peer_id().and_then(|p| p.client()), "handshake done");
                     if let Some(e) = st.peers.get(&key) {
                         e.counters.fast.store(peer.fast(), Ordering::Relaxed);
                     }

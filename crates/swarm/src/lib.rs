@@ -22,16 +22,16 @@
 //!   peers are answered from the verified layers (the piece layer and the layers above it, up
 //!   to [`PeerSettings::max_hash_request`] hashes); block-layer requests are rejected. A hybrid
 //!   torrent verifies by SHA-1 but still fetches missing layers, to answer v2 peers.
-//!   A connection is v2 when its handshake names the truncated v2 info-hash (the v2 upgrade
-//!   bit is not used).
+//!   A connection is v2 when its handshake names the truncated v2 info-hash; a hybrid
+//!   torrent's connections on the v1 hash offer the BEP 52 upgrade bit and switch to the v2
+//!   hash when the peer takes it (as libtorrent does, both ways).
 //!
 //! The block path is copy-free: a `piece` message's payload is a [`bytes::Bytes`] split off
 //! the socket's read buffer and written to disk from there; served blocks are read from
 //! storage into one buffer and written after their 13-byte header with a vectored write.
 //!
 //! What it does not do (yet): DHT, PEX, local peer discovery, µTP, encryption (MSE/PE),
-//! web seeds, the BEP 52 v2 upgrade of hybrid connections, block-layer hash requests, rate
-//! limits.
+//! web seeds, block-layer hash requests (answered with `hash reject`), rate limits.
 //!
 //! ```
 //! use std::time::Duration;

@@ -166,6 +166,7 @@ pub struct Peer {
     peer_id: Option<PeerId>,
     ext: Option<ExtendedHandshake>,
     our_metadata_size: Option<u64>,
+    upgrade_to: Option<InfoHashV1>,
 }
 
 impl Peer {
@@ -218,11 +219,25 @@ impl Peer {
             peer_id: None,
             ext: None,
             our_metadata_size: metadata_size,
+            upgrade_to: None,
         };
         if outgoing {
             p.transmit.push_back(Transmit::Handshake(ours));
         }
         p
+    }
+
+    /// Allows the [BEP 52] upgrade of a hybrid torrent's connection from its v1 info-hash to
+    /// `v2` (the truncated v2 info-hash). Call before the handshake, on a machine whose
+    /// handshake names the v1 hash (with [`Feature::V2Upgrade`] set when outgoing).
+    ///
+    /// Outgoing, the peer may answer with `v2`; incoming, a peer that sets the upgrade bit is
+    /// answered with `v2`. Either way [`info_hash`](Self::info_hash) becomes `v2`: the
+    /// connection speaks v2 (hash requests), as libtorrent does.
+    ///
+    /// [BEP 52]: https://www.bittorrent.org/beps/bep_0052.html
+    pub fn allow_v2_upgrade(&mut self, v2: InfoHashV1) {
+        self.upgrade_to = Some(v2);
     }
 
     /// The peer's handshake arrived (68 bytes, [BEP 3]).
@@ -234,7 +249,19 @@ impl Peer {
         if self.phase != Phase::Handshake {
             return Err(Error::Protocol { rule: "second handshake" });
         }
-        if theirs.info_hash != self.ours.info_hash {
+        let upgrade = self.upgrade_to.filter(|v2| {
+            *v2 != self.ours.info_hash
+                && if self.outgoing {
+                    theirs.info_hash == *v2
+                } else {
+                    theirs.info_hash == self.ours.info_hash && theirs.reserved.contains(Feature::V2Upgrade)
+                }
+        });
+        if let Some(v2) = upgrade {
+            self.ours.info_hash = v2;
+            // The upgrade is done; libtorrent sets the bit only on connections still on v1.
+            self.ours.reserved = self.ours.reserved.without(Feature::V2Upgrade);
+        } else if theirs.info_hash != self.ours.info_hash {
             return Err(Error::UnknownInfoHash);
         }
         if theirs.peer_id == self.ours.peer_id {
@@ -764,7 +791,8 @@ impl Peer {
         self.up.total
     }
 
-    /// The info-hash in our handshake.
+    /// The info-hash of the connection: the one in our handshake, or the truncated v2 hash
+    /// after a [v2 upgrade](Self::allow_v2_upgrade).
     pub fn info_hash(&self) -> InfoHashV1 {
         self.ours.info_hash
     }
@@ -1002,6 +1030,52 @@ mod tests {
             piecework_wire::Piece { index: PieceIndex::new(1), begin: 0, data: Bytes::from_static(b"x") };
         p.handle_message(now, Message::Piece(piece)).unwrap();
         assert!(events(&mut p).is_empty());
+    }
+
+    #[test]
+    fn hybrid_connections_upgrade_to_v2() {
+        let now = Instant::now();
+        let v1 = InfoHashV1::from_bytes([7; 20]);
+        let v2 = InfoHashV1::from_bytes([9; 20]);
+        let offer = Reserved::NONE.with(Feature::Fast).with(Feature::Extension).with(Feature::V2Upgrade);
+        let mut ours = hs(1);
+        ours.reserved = offer;
+        // Outgoing: we offer with the v1 hash, the peer answers with the v2 hash.
+        let mut p = Peer::new(now, PeerSettings::default(), ours, true, None, Some(Bitfield::new(4)), None);
+        p.allow_v2_upgrade(v2);
+        let mut theirs = hs(2);
+        theirs.info_hash = v2;
+        p.handle_handshake(now, &theirs).unwrap();
+        assert_eq!(p.info_hash(), v2);
+        // Outgoing, the peer stays on v1.
+        let mut p = Peer::new(now, PeerSettings::default(), ours, true, None, Some(Bitfield::new(4)), None);
+        p.allow_v2_upgrade(v2);
+        p.handle_handshake(now, &hs(2)).unwrap();
+        assert_eq!(p.info_hash(), v1);
+        // Incoming with the bit: answered with the v2 hash and without the bit.
+        let mut p = Peer::new(now, PeerSettings::default(), ours, false, None, Some(Bitfield::new(4)), None);
+        p.allow_v2_upgrade(v2);
+        let mut theirs = hs(2);
+        theirs.reserved = offer;
+        p.handle_handshake(now, &theirs).unwrap();
+        match p.poll_transmit() {
+            Some(Transmit::Handshake(h)) => {
+                assert_eq!(h.info_hash, v2);
+                assert!(!h.reserved.contains(Feature::V2Upgrade));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(p.info_hash(), v2);
+        // Incoming without the bit: stays v1. Another hash is refused as before.
+        let mut p = Peer::new(now, PeerSettings::default(), ours, false, None, Some(Bitfield::new(4)), None);
+        p.allow_v2_upgrade(v2);
+        p.handle_handshake(now, &hs(2)).unwrap();
+        assert_eq!(p.info_hash(), v1);
+        let mut p = Peer::new(now, PeerSettings::default(), ours, true, None, Some(Bitfield::new(4)), None);
+        p.allow_v2_upgrade(v2);
+        let mut other = hs(2);
+        other.info_hash = InfoHashV1::from_bytes([8; 20]);
+        assert!(matches!(p.handle_handshake(now, &other), Err(Error::UnknownInfoHash)));
     }
 
     #[test]

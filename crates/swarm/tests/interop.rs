@@ -43,6 +43,7 @@ fn skip(why: &str) -> Option<PathBuf> {
 
 /// The lab's `interop` folder, if the lab and `client` are usable here.
 fn lab(client: &str) -> Option<PathBuf> {
+    init_logs();
     let shared = std::env::var_os("PIECEWORK_SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
