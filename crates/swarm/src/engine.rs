@@ -1281,10 +1281,10 @@ fn process_events(
                         None => peer.send_message(Message::HashReject(r)),
                     }
                 }
-                PeerEvent::Hashes(h) => on_hashes(torrent, &mut st, key, &h)?,
+                PeerEvent::Hashes(h) => on_hashes(torrent, &mut st, key, &h, now)?,
                 PeerEvent::HashReject(r) => {
                     if let Some(f) = st.layer_fetch.as_mut() {
-                        f.on_reject(key, &r);
+                        f.on_reject(key, &r, now);
                     }
                 }
             }
@@ -1364,9 +1364,10 @@ fn on_hashes(
     st: &mut TorrentState,
     key: PeerKey,
     h: &piecework_wire::Hashes,
+    now: Instant,
 ) -> Result<(), Error> {
     let Some(f) = st.layer_fetch.as_mut() else { return Ok(()) };
-    match f.on_hashes(key, h) {
+    match f.on_hashes(key, h, now) {
         Received::Stored => {}
         Received::Unsolicited => return Ok(()),
         Received::Bad => {

@@ -25,6 +25,10 @@ use crate::picker::PeerKey;
 /// Most hashes we ask for at once (libtorrent asks for 512 piece hashes per request).
 pub(crate) const REQUEST_HASHES: u32 = 512;
 
+/// A peer that refused a request (reject, timeout, bad proof) is asked for it again only
+/// after this long, and only when no other peer can be asked (libtorrent waits 3 s).
+pub(crate) const RETRY_REFUSED: Duration = Duration::from_secs(3);
+
 /// The shape of one file's merkle tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TreeShape {
@@ -193,8 +197,8 @@ struct Chunk {
     request: HashRequest,
     hashes: Option<Vec<MerkleHash>>,
     asked: Option<(PeerKey, Instant)>,
-    /// Peers that rejected it or let it time out; asked again only when nobody else can.
-    refused: Vec<PeerKey>,
+    /// Peers that rejected it, let it time out or lied, and when.
+    refused: Vec<(PeerKey, Instant)>,
 }
 
 #[derive(Debug)]
@@ -273,20 +277,25 @@ impl LayerFetch {
             .filter(|c| c.hashes.is_none() && c.asked.is_some_and(|(k, at)| k == peer && now < at + timeout))
             .count();
         let mut out = Vec::new();
-        // First pass: chunks this peer has not refused; second: anything (a lone peer may
-        // have been briefly unable, e.g. while it checked its files).
+        // First pass: chunks this peer has not refused; second: chunks it refused a while ago
+        // (a lone peer may have been briefly unable, e.g. while it checked its files).
         for retry_refused in [false, true] {
             for c in self.files.iter_mut().flat_map(|f| &mut f.chunks) {
                 if outstanding >= self.per_peer {
                     return out;
                 }
-                if c.hashes.is_some() || c.refused.contains(&peer) != retry_refused {
+                let refused_at = c.refused.iter().find(|(k, _)| *k == peer).map(|(_, at)| *at);
+                let eligible = match refused_at {
+                    None => !retry_refused,
+                    Some(at) => retry_refused && now >= at + RETRY_REFUSED,
+                };
+                if c.hashes.is_some() || !eligible {
                     continue;
                 }
                 match c.asked {
                     Some((_, at)) if now < at + timeout => continue,
-                    Some((k, _)) if !c.refused.contains(&k) => c.refused.push(k),
-                    _ => {}
+                    Some((k, _)) => refuse(&mut c.refused, k, now),
+                    None => {}
                 }
                 c.asked = Some((peer, now));
                 out.push(c.request);
@@ -300,7 +309,7 @@ impl LayerFetch {
     }
 
     /// A `hashes` message from `peer`.
-    pub(crate) fn on_hashes(&mut self, peer: PeerKey, h: &Hashes) -> Received {
+    pub(crate) fn on_hashes(&mut self, peer: PeerKey, h: &Hashes, now: Instant) -> Received {
         let Some((f, c)) = self.find(&h.request) else { return Received::Unsolicited };
         let file = &mut self.files[f];
         let chunk = &mut file.chunks[c];
@@ -319,19 +328,19 @@ impl LayerFetch {
                 Received::Stored
             }
             None => {
-                chunk.refused.push(peer);
+                refuse(&mut chunk.refused, peer, now);
                 Received::Bad
             }
         }
     }
 
     /// A `hash reject` from `peer`: someone else is asked.
-    pub(crate) fn on_reject(&mut self, peer: PeerKey, r: &HashRequest) {
+    pub(crate) fn on_reject(&mut self, peer: PeerKey, r: &HashRequest, now: Instant) {
         if let Some((f, c)) = self.find(r) {
             let chunk = &mut self.files[f].chunks[c];
             if chunk.asked.is_some_and(|(k, _)| k == peer) {
                 chunk.asked = None;
-                chunk.refused.push(peer);
+                refuse(&mut chunk.refused, peer, now);
             }
         }
     }
@@ -342,7 +351,7 @@ impl LayerFetch {
             if c.asked.is_some_and(|(k, _)| k == peer) {
                 c.asked = None;
             }
-            c.refused.retain(|k| *k != peer);
+            c.refused.retain(|(k, _)| *k != peer);
         }
     }
 
@@ -365,6 +374,11 @@ impl LayerFetch {
         }
         Some(out)
     }
+}
+
+fn refuse(refused: &mut Vec<(PeerKey, Instant)>, peer: PeerKey, now: Instant) {
+    refused.retain(|(k, _)| *k != peer);
+    refused.push((peer, now));
 }
 
 /// A fetched piece layer: the file's pieces root, its length, the layer.
@@ -561,17 +575,17 @@ mod tests {
         let mut b = BytesMut::from(&lie.hashes[..]);
         b[40] ^= 1;
         lie.hashes = b.freeze();
-        assert_eq!(f.on_hashes(1, &lie), Received::Bad);
-        assert_eq!(f.on_hashes(1, &answer(&r1[1])), Received::Stored);
-        assert_eq!(f.on_hashes(1, &answer(&r1[1])), Received::Unsolicited, "answered once");
+        assert_eq!(f.on_hashes(1, &lie, t0), Received::Bad);
+        assert_eq!(f.on_hashes(1, &answer(&r1[1]), t0), Received::Stored);
+        assert_eq!(f.on_hashes(1, &answer(&r1[1]), t0), Received::Unsolicited, "answered once");
         let r2 = f.requests_for(2, t0);
         assert_eq!(r2[0], r1[0], "the lied-about chunk goes to another peer");
         for r in &r2 {
-            f.on_reject(2, r);
+            f.on_reject(2, r, t0);
         }
         let r3 = f.requests_for(3, t0);
         assert_eq!(r3, r2, "rejected chunks go to the next peer");
-        assert_eq!(f.on_hashes(4, &answer(&r3[0])), Received::Unsolicited, "not asked of peer 4");
+        assert_eq!(f.on_hashes(4, &answer(&r3[0]), t0), Received::Unsolicited, "not asked of peer 4");
         assert_eq!(f.requests_for(4, t0).len(), 1, "only the small file's chunk is free");
         f.peer_gone(4);
         // Peer 3 times out; peer 4 (reconnected as 5) gets everything left.
@@ -581,7 +595,7 @@ mod tests {
             let rs = f.requests_for(5, later);
             assert!(!rs.is_empty(), "work remains but none handed out");
             for r in rs {
-                assert_eq!(f.on_hashes(5, &answer(&r)), Received::Stored);
+                assert_eq!(f.on_hashes(5, &answer(&r), later), Received::Stored);
                 done += 1;
             }
         }
@@ -647,11 +661,27 @@ mod tests {
             pump(now, &mut seed, &mut leech, &mut to_leech);
             while let Some(e) = leech.poll_event() {
                 if let PeerEvent::Hashes(h) = e {
-                    assert_eq!(fetch.on_hashes(1, &h), Received::Stored);
+                    assert_eq!(fetch.on_hashes(1, &h, now), Received::Stored);
                 }
             }
         }
         assert_eq!(fetch.layers().unwrap(), vec![(root, len as u64, layer)]);
+    }
+
+    /// A lone peer that rejects is asked again, but not before [`RETRY_REFUSED`].
+    #[test]
+    fn a_lone_refusing_peer_is_retried_after_a_pause() {
+        let t0 = Instant::now();
+        let mut f = LayerFetch::new([([1; 32], 5 * 16384)], 16384, 2, Duration::from_secs(20));
+        let r = f.requests_for(1, t0);
+        assert_eq!(r.len(), 1);
+        f.on_reject(1, &r[0], t0);
+        assert!(f.requests_for(1, t0).is_empty());
+        assert!(f.requests_for(1, t0 + RETRY_REFUSED / 2).is_empty());
+        assert_eq!(f.requests_for(1, t0 + RETRY_REFUSED), r, "asked again after the pause");
+        // Another peer is asked at once, even while the first one waits.
+        f.on_reject(1, &r[0], t0 + RETRY_REFUSED);
+        assert_eq!(f.requests_for(2, t0 + RETRY_REFUSED), r);
     }
 
     #[test]
