@@ -484,6 +484,49 @@ mod tests {
         assert!(checked > 50);
     }
 
+    /// Many file shapes (synthetic leaves, so no data is hashed): every request the tree
+    /// accepts matches a naive padded tree, and a full proof verifies with every offset.
+    #[test]
+    fn every_shape_matches_a_naive_tree() {
+        use piecework_metainfo::merkle::{piece_layer_from_leaves, root_from_leaves};
+        for bpp_log in 0..3u32 {
+            let pl = 16384u64 << bpp_log;
+            for blocks in (1u64 << bpp_log) + 1..70 {
+                let leaves: Vec<MerkleHash> = (0..blocks).map(|i| leaf_hash(&i.to_le_bytes())).collect();
+                let layer = piece_layer_from_leaves(&leaves, pl).unwrap();
+                let root = root_from_leaves(&leaves);
+                let len = blocks * 16384 - 100;
+                let t = FileTree::new(root, len, pl, layer).unwrap();
+                let mut tree = vec![leaves.clone()];
+                tree[0].resize(leaves.len().next_power_of_two(), [0; 32]);
+                while tree.last().unwrap().len() > 1 {
+                    let up = tree.last().unwrap().chunks(2).map(|c| hash_pair(&c[0], &c[1])).collect();
+                    tree.push(up);
+                }
+                let height = (tree.len() - 1) as u32;
+                assert_eq!(t.shape.height, height);
+                for base in bpp_log..height {
+                    let width = 1u32 << (height - base);
+                    for k in 0..=(height - base) {
+                        let length = 1u32 << k;
+                        for index in (0..width).step_by(length as usize) {
+                            let proof = height - base - 1;
+                            let r = req(root, base, index, length, proof);
+                            let got = t.answer(&r, 8192).unwrap();
+                            let want = &tree[base as usize][index as usize..(index + length) as usize];
+                            assert_eq!(&got[..length as usize], want, "{blocks} blocks {r:?}");
+                            assert!(
+                                verify_answer(&r, &got, &root, height).is_some(),
+                                "{blocks} blocks {r:?}"
+                            );
+                            assert!(verify_answer(&r, &got, &root, height + 1).is_none());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn bad_proofs_and_hashes_fail() {
         let len = 10 * 32768 + 5000;
