@@ -611,8 +611,11 @@ fn init_metadata(shared: &Arc<TorrentShared>, torrent: &[u8]) -> Result<(), Erro
             }
         }
     }
-    let fetch = (!missing.is_empty())
-        .then(|| LayerFetch::new(missing, pl, HASH_REQUESTS_PER_PEER, shared.settings.peer.request_timeout));
+    // A fetch with nothing to ask for cannot come from a torrent that parsed; if it did, storage
+    // below refuses the torrent instead of waiting forever.
+    let fetch =
+        Some(LayerFetch::new(missing, pl, HASH_REQUESTS_PER_PEER, shared.settings.peer.request_timeout))
+            .filter(|f| !f.is_complete());
     if fetch.is_some() && meta.version() == Version::V2 {
         // Without the layers v2 pieces cannot be verified: storage opens once they are in.
         info!("piece layers missing: fetching them from peers (BEP 52 hash requests)");
