@@ -174,6 +174,17 @@ pub(crate) fn append_element(out: &mut Vec<String>, element: &[u8], required: bo
     true
 }
 
+/// Appends `c` lowercased (ASCII in place, a whole-string copy; char by char is slow).
+fn push_lowercase(out: &mut String, c: &str) {
+    if c.is_ascii() {
+        let start = out.len();
+        out.push_str(c);
+        out[start..].make_ascii_lowercase();
+    } else {
+        out.push_str(&c.to_lowercase());
+    }
+}
+
 /// Lowercased `a/b/c` form of a path, the key duplicates are found by.
 fn key_of(p: &SafePath) -> String {
     let mut k = String::with_capacity(p.0.iter().map(|c| c.len() + 1).sum());
@@ -181,11 +192,7 @@ fn key_of(p: &SafePath) -> String {
         if i > 0 {
             k.push('/');
         }
-        if c.is_ascii() {
-            k.extend(c.chars().map(|ch| ch.to_ascii_lowercase()));
-        } else {
-            k.push_str(&c.to_lowercase());
-        }
+        push_lowercase(&mut k, c);
     }
     k
 }
@@ -240,11 +247,7 @@ fn no_duplicates_fast(files: &[(&mut SafePath, bool, u64)]) -> bool {
                 }
                 buf.push('/');
             }
-            if c.is_ascii() {
-                buf.extend(c.chars().map(|ch| ch.to_ascii_lowercase()));
-            } else {
-                buf.push_str(&c.to_lowercase());
-            }
+            push_lowercase(&mut buf, c);
         }
         if !names.insert(state.hash_one(buf.as_str())) {
             return false;
