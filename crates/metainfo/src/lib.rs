@@ -61,6 +61,7 @@ mod limits;
 mod magnet;
 pub mod merkle;
 mod path;
+mod peer_id;
 mod piece;
 mod torrent;
 
@@ -72,5 +73,6 @@ pub use hash::{InfoHashV1, InfoHashV2, InfoHashes, to_hex};
 pub use limits::{Limits, MAX_FILE_BLOCKS, MAX_PIECE_LENGTH};
 pub use magnet::{MAX_MAGNET_LENGTH, Magnet};
 pub use path::SafePath;
+pub use peer_id::{ClientId, PeerId};
 pub use piece::{BLOCK_SIZE, BlockRef, Geometry, PieceIndex};
 pub use torrent::{FileAttributes, FileEntry, Metainfo, Version};

@@ -3,37 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use piecework_metainfo::InfoHashV1;
-
-/// The 20-byte id a client announces itself with ([BEP 3]).
-///
-/// (The wire crate has its own `PeerId`; trackers and wire do not depend on each other, so this
-/// crate keeps a twin. Convert with the byte arrays.)
-///
-/// [BEP 3]: https://www.bittorrent.org/beps/bep_0003.html#trackers
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct PeerId([u8; 20]);
-
-impl PeerId {
-    /// Wraps 20 bytes.
-    pub const fn from_bytes(bytes: [u8; 20]) -> Self {
-        Self(bytes)
-    }
-    /// Wraps a slice, if it is exactly 20 bytes.
-    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
-        bytes.try_into().ok().map(Self)
-    }
-    /// The 20 bytes.
-    pub const fn as_bytes(&self) -> &[u8; 20] {
-        &self.0
-    }
-}
-
-impl core::fmt::Debug for PeerId {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "PeerId({})", piecework_metainfo::to_hex(&self.0))
-    }
-}
+use piecework_metainfo::{InfoHashV1, PeerId};
 
 /// Why we announce ([BEP 3] `event`, [BEP 15] `event`).
 ///

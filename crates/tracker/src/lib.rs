@@ -88,9 +88,11 @@ mod url;
 
 pub use announce::{
     Announce, AnnounceResponse, DEFAULT_MAX_PEERS, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MAX_SCRAPE_FILES,
-    Event, Limits, PeerId, ScrapeStats,
+    Event, Limits, ScrapeStats,
 };
 pub use error::Error;
 pub use http::ScrapeResponse;
+/// Peer ids live in `piecework-metainfo` (the wire handshake uses them too); re-exported here.
+pub use piecework_metainfo::PeerId;
 pub use udp_session::{Operation, Output, UdpSession, UdpSettings};
 pub use url::{MAX_URL_LEN, Scheme, TrackerUrl, percent_encode};

@@ -76,7 +76,7 @@ mod message;
 pub use error::Error;
 pub use extension::{ExtendedHandshake, MetadataMessage, PexFlags, PexMessage};
 pub use fast::allowed_fast_set;
-pub use handshake::{ClientId, Feature, HANDSHAKE_LEN, Handshake, PROTOCOL, PeerId, Reserved};
+pub use handshake::{Feature, HANDSHAKE_LEN, Handshake, PROTOCOL, Reserved};
 pub use limits::{
     DEFAULT_MAX_BITFIELD_PIECES, DEFAULT_MAX_BLOCK_LENGTH, DEFAULT_MAX_EXTENDED_LENGTH, DEFAULT_MAX_HASHES,
     Limits, METADATA_PIECE_LEN,
@@ -85,3 +85,5 @@ pub use message::{Decoder, Extended, HashRequest, Hashes, Message, Piece, id};
 /// Shared vocabulary from `piecework-metainfo`, re-exported so users of the wire need not
 /// depend on it directly.
 pub use piecework_metainfo::{Bitfield, BlockRef, InfoHashV1, InfoHashV2, PieceIndex};
+/// Peer ids live in `piecework-metainfo` (trackers use them too); re-exported for convenience.
+pub use piecework_metainfo::{ClientId, PeerId};
