@@ -548,6 +548,30 @@ mod tests {
     }
 
     #[test]
+    fn writer_keeps_order_across_its_buffer_and_drop_flushes_before_truncate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::open(dir.path()).unwrap();
+        let id = UploadId::new("w").unwrap();
+        s.create(&id, &info()).unwrap();
+        let data: Vec<u8> = (0..(3 * WRITE_BUFFER + 12_345)).map(|i| (i % 253) as u8).collect();
+        let mut w = s.writer(&id, 0).unwrap();
+        // Odd pieces, some larger than the whole buffer.
+        for c in data.chunks(WRITE_BUFFER + 7) {
+            for c in c.chunks(100_001) {
+                w.write_all(c).unwrap();
+            }
+        }
+        w.sync().unwrap();
+        assert_eq!(std::fs::read(s.data_path(&id)).unwrap(), data);
+        // Unsynced bytes are written by the time the writer is dropped, so a
+        // truncate after the drop is final.
+        w.write_all(b"tail").unwrap();
+        drop(w);
+        s.truncate(&id, data.len() as u64).unwrap();
+        assert_eq!(std::fs::read(s.data_path(&id)).unwrap(), data);
+    }
+
+    #[test]
     fn progress_record_is_used_only_when_intact() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = FileStore::open(dir.path()).unwrap();
