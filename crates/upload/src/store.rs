@@ -346,6 +346,11 @@ pub struct FileWriter {
     durable: bool,
     /// Bytes written since the last background flush started.
     unflushed: u64,
+    /// Written (or just opened, which may have cut the file) since the last
+    /// foreground sync. A clean writer skips `fdatasync`: the server syncs a
+    /// body once off the async workers and again under the lock, and the
+    /// second call had nothing left but a device cache flush.
+    dirty: bool,
     /// A background `fdatasync` of the bytes written so far, if one runs.
     flusher: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
@@ -361,6 +366,7 @@ impl FileWriter {
             file: std::io::BufWriter::with_capacity(WRITE_BUFFER, file),
             durable,
             unflushed: 0,
+            dirty: true,
             flusher: None,
         }
     }
@@ -375,6 +381,7 @@ impl FileWriter {
 
 impl StoreWriter for FileWriter {
     fn write_all(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.dirty = true;
         self.file.write_all(data)?;
         self.unflushed += data.len() as u64;
         if self.durable
@@ -393,9 +400,10 @@ impl StoreWriter for FileWriter {
     fn sync(&mut self) -> Result<(), Error> {
         self.file.flush()?;
         self.join_flusher()?;
-        if self.durable {
+        if self.durable && self.dirty {
             self.file.get_ref().sync_data()?;
         }
+        self.dirty = false;
         Ok(())
     }
 }
