@@ -11,9 +11,10 @@
 //! than the truth (it is written after the data it counts is durable), so the
 //! offset reported after a restart may be smaller, never larger, than the
 //! durable bytes; a torn record fails its checksum and is ignored. That is one
-//! fsync per PATCH, plus a background `fdatasync` every 16 MiB of a long body
-//! so writeback overlaps the transfer (it never moves the offset). Bytes past the offset (from a crash mid-PATCH) are cut off
-//! when the upload is opened again.
+//! `fdatasync` per PATCH before its offset moves, plus background ones (every
+//! 2 MiB written, one at a time) so writeback overlaps the transfer; those
+//! never move the offset. Bytes past the offset (from a crash mid-PATCH) are
+//! cut off when the upload is opened again.
 //!
 //! [`FileStore::without_fsync`] drops the `fsync` calls (for tmpfs, tests and
 //! benchmarks): a process crash still loses nothing acknowledged, since the
@@ -355,10 +356,13 @@ pub struct FileWriter {
     flusher: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
 
-/// A durable writer starts a background `fdatasync` every this many bytes,
-/// so the disk writes back while the body still streams in and the final
-/// sync before the offset moves has little left to do.
-const BACKGROUND_SYNC: u64 = 16 << 20;
+/// A durable writer starts a background `fdatasync` every this many bytes
+/// (if the last one has finished), so the disk writes back while the body
+/// still streams in and the final sync before the offset moves has little
+/// left to do. 2 MiB rather than 16 MiB starts writeback inside an 8 MiB
+/// PATCH too (interleaved A/B, 1 GiB: tuspy 8 MiB chunks +9%, our client
+/// 64 MiB chunks ~854 -> ~950 MB/s, same server CPU).
+const BACKGROUND_SYNC: u64 = 2 << 20;
 
 impl FileWriter {
     fn new(file: std::fs::File, durable: bool) -> Self {
