@@ -144,7 +144,9 @@ fn upload_kill_resume_share_download() {
     };
     let open_link = share(&["--expires-in", "1h"]);
     let locked_link = share(&["--password", "hunter2"]);
+    let zip_link = share(&["--zip"]);
     assert!(open_link.starts_with(&format!("{base}/shares/")));
+    assert!(zip_link.ends_with("&format=zip"));
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
@@ -161,6 +163,17 @@ fn upload_kill_resume_share_download() {
         let r = http.get(&locked_link).basic_auth("x", Some("hunter2")).send().await.unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(Sha256::digest(r.bytes().await.unwrap()), Sha256::digest(&data));
+
+        // `--zip`: one stored entry, its bytes as uploaded.
+        let r = http.get(&zip_link).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["Content-Type"], "application/zip");
+        let z = r.bytes().await.unwrap();
+        assert_eq!(&z[..4], b"PK\x03\x04");
+        let at = 30
+            + usize::from(u16::from_le_bytes([z[26], z[27]]))
+            + usize::from(u16::from_le_bytes([z[28], z[29]]));
+        assert_eq!(Sha256::digest(&z[at..at + data.len()]), Sha256::digest(&data));
 
         // A tampered signature is refused.
         let tampered = format!("{}0", open_link.trim_end_matches(|c: char| c.is_ascii_hexdigit()));
