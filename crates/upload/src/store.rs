@@ -557,12 +557,18 @@ mod tests {
         assert!(s2.list().unwrap().is_empty());
     }
 
-    #[test]
-    fn writer_keeps_order_across_its_buffer_and_drop_flushes_before_truncate() {
+    /// A durable store in a temporary directory with one empty upload.
+    fn fresh_upload() -> (tempfile::TempDir, FileStore, UploadId) {
         let dir = tempfile::tempdir().unwrap();
         let mut s = FileStore::open(dir.path()).unwrap();
         let id = UploadId::new("w").unwrap();
         s.create(&id, &info()).unwrap();
+        (dir, s, id)
+    }
+
+    #[test]
+    fn writer_keeps_order_across_its_buffer_and_drop_flushes_before_truncate() {
+        let (_dir, mut s, id) = fresh_upload();
         let data: Vec<u8> = (0..(3 * WRITE_BUFFER + 12_345)).map(|i| (i % 253) as u8).collect();
         let mut w = s.writer(&id, 0).unwrap();
         // Odd pieces, some larger than the whole buffer.
@@ -583,10 +589,7 @@ mod tests {
 
     #[test]
     fn long_durable_body_with_background_syncs_reads_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = FileStore::open(dir.path()).unwrap();
-        let id = UploadId::new("long").unwrap();
-        s.create(&id, &info()).unwrap();
+        let (_dir, mut s, id) = fresh_upload();
         let data: Vec<u8> = (0..(5 * BACKGROUND_SYNC as usize + 999)).map(|i| (i % 241) as u8).collect();
         let mut w = s.writer(&id, 0).unwrap();
         for c in data.chunks(300_007) {

@@ -173,9 +173,7 @@ async fn stalled_body_is_cut_off_and_prefix_kept() {
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let u = new_upload(&http, &base, &[("Upload-Length", "1000")]).await;
     let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let head = format!(
-        "PATCH /files/{u} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 1000\r\n\r\n"
-    );
+    let head = raw_patch_head(&u, 1000);
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(&[7u8; 300]).await.unwrap();
     // Then nothing: the server must give up and free the connection.
@@ -197,6 +195,13 @@ async fn stalled_body_is_cut_off_and_prefix_kept() {
     .await;
     assert_eq!(r.status(), 204);
     server.task.abort();
+}
+
+/// A PATCH request head at offset 0 announcing `len` body bytes.
+fn raw_patch_head(id: &str, len: u64) -> String {
+    format!(
+        "PATCH /files/{id} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: {len}\r\n\r\n"
+    )
 }
 
 /// Reads until the server closes the connection; the time it took.
@@ -250,9 +255,7 @@ async fn stalled_body_offset_is_durable_across_a_restart() {
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let u = new_upload(&http, &base, &[("Upload-Length", "1000000")]).await;
     let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let head = format!(
-        "PATCH /files/{u} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 1000000\r\n\r\n"
-    );
+    let head = raw_patch_head(&u, 1000000);
     s.write_all(head.as_bytes()).await.unwrap();
     // More than the store's write buffer, in pieces, then a stall.
     for i in 0..5u8 {
@@ -285,9 +288,7 @@ async fn bodies_beyond_the_limit_wait_their_turn() {
     let slow = new_upload(&http, &base, &[("Upload-Length", "1000000")]).await;
     let fast = new_upload(&http, &base, &[("Upload-Length", "10")]).await;
     let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let head = format!(
-        "PATCH /files/{slow} HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: 1000000\r\n\r\n"
-    );
+    let head = raw_patch_head(&slow, 1000000);
     s.write_all(head.as_bytes()).await.unwrap();
     // Past the 256 KiB write buffer, so the file shows the body is streaming.
     s.write_all(&[3u8; 300_000]).await.unwrap();
