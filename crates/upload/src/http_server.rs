@@ -1,7 +1,10 @@
 //! axum/hyper adapter for [`Server`] (feature `server`).
 //!
 //! Routes: `OPTIONS|POST /files/`, `OPTIONS|HEAD|PATCH|DELETE /files/{id}`,
-//! and `GET /shares/{share}?exp=..&sig=..` for signed downloads.
+//! and `GET /shares/{share}?exp=..&sig=..[&format=tar|zip]` for signed
+//! downloads: one file as itself (with `Range`), several as one tar stream,
+//! or with `format=zip` one stored zip stream ([`crate::zip`]); both archive
+//! forms send their length up front and hold only headers in memory.
 //!
 //! Bodies are streamed frame by frame into the store (hyper frames are small),
 //! so memory stays bounded whatever the chunk size. A body that sends nothing
