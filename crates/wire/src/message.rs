@@ -323,6 +323,30 @@ impl Message {
     /// Fails only on caller misuse: a payload too large for a 32-bit length prefix, or a
     /// `hashes` list that is not a whole number of hashes.
     pub fn encode<B: BufMut + ?Sized>(&self, buf: &mut B) -> Result<(), Error> {
+        // The frequent fixed-size messages as one slice: one capacity check instead of five.
+        match self {
+            Message::Have(i) => {
+                let mut f = [0, 0, 0, 5, id::HAVE, 0, 0, 0, 0];
+                f[5..].copy_from_slice(&i.get().to_be_bytes());
+                buf.put_slice(&f);
+                return Ok(());
+            }
+            Message::Request(b) | Message::Cancel(b) | Message::Reject(b) => {
+                let mut f = [0u8; 17];
+                f[3] = 13;
+                f[4] = match self {
+                    Message::Request(_) => id::REQUEST,
+                    Message::Cancel(_) => id::CANCEL,
+                    _ => id::REJECT,
+                };
+                f[5..9].copy_from_slice(&b.piece.get().to_be_bytes());
+                f[9..13].copy_from_slice(&b.offset.to_be_bytes());
+                f[13..].copy_from_slice(&b.length.to_be_bytes());
+                buf.put_slice(&f);
+                return Ok(());
+            }
+            _ => {}
+        }
         let len = u32::try_from(self.encoded_len() - 4).map_err(|_| Error::Encode { field: "length" })?;
         if let Message::Hashes(h) = self
             && h.hashes.len() % 32 != 0
