@@ -853,9 +853,6 @@ struct Done {
     v2: Option<MerkleHash>,
 }
 
-/// What a hashing thread reports: a piece, or the first error (after which all stop).
-type Report = Result<(Done, Option<Vec<u8>>), Error>;
-
 fn stopped() -> Error {
     Error::InvalidOption { reason: "hashing thread stopped".to_owned() }
 }
@@ -1081,7 +1078,8 @@ fn hash_streamed(
     let nbuf = ((BUFFER_BUDGET / pl) as usize).clamp(2, threads * 2 + 2);
     let (job_tx, job_rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(nbuf);
     let job_rx = Arc::new(Mutex::new(job_rx));
-    let (done_tx, done_rx) = mpsc::channel::<Report>();
+    // Hashing cannot fail: each buffer comes back with its piece's hashes.
+    let (done_tx, done_rx) = mpsc::channel::<(Done, Vec<u8>)>();
     let mut free: Vec<Vec<u8>> = (0..nbuf).map(|_| vec![0u8; plu]).collect();
     let mut in_flight = 0usize;
     let mut done_bytes = 0u64;
@@ -1102,7 +1100,7 @@ fn hash_streamed(
                     let piece = &plan.jobs[index];
                     let mut hasher = PieceHasher::new(piece, &mut leaves);
                     hasher.update(&buf[..piece.real as usize]);
-                    if tx.send(Ok((hasher.finish(index, piece, pl), Some(buf)))).is_err() {
+                    if tx.send((hasher.finish(index, piece, pl), buf)).is_err() {
                         return;
                     }
                 }
@@ -1113,11 +1111,11 @@ fn hash_streamed(
         let mut reader: Option<(usize, Box<dyn Read + Send>)> = None;
         for (index, job) in plan.jobs.iter().enumerate() {
             while free.is_empty() {
-                let (d, buf) = done_rx.recv().map_err(|_| stopped())??;
+                let (d, buf) = done_rx.recv().map_err(|_| stopped())?;
                 in_flight -= 1;
                 done_bytes += collect(&d);
                 progress(done_bytes, total);
-                free.extend(buf);
+                free.push(buf);
             }
             let mut buf = free.pop().unwrap_or_default();
             let mut filled = 0usize;
@@ -1142,7 +1140,7 @@ fn hash_streamed(
         }
         drop(job_tx);
         while in_flight > 0 {
-            let (d, _) = done_rx.recv().map_err(|_| stopped())??;
+            let (d, _) = done_rx.recv().map_err(|_| stopped())?;
             in_flight -= 1;
             done_bytes += collect(&d);
             progress(done_bytes, total);

@@ -59,10 +59,15 @@ fn lock_error(path: &Path) -> Error {
 impl FileBackend {
     /// A backend storing `layout`'s files under `root` (which is created if needed).
     pub fn new(root: impl AsRef<Path>, layout: &Layout, settings: &Settings) -> Result<Self, Error> {
-        settings.validate()?;
         let root = root.as_ref();
+        Self::with_paths(layout.files().iter().map(|f| f.path().under(root)).collect(), layout, settings)
+    }
+
+    /// The shared constructor: `paths` has one entry per layout file.
+    fn with_paths(paths: Vec<PathBuf>, layout: &Layout, settings: &Settings) -> Result<Self, Error> {
+        settings.validate()?;
         Ok(Self {
-            paths: layout.files().iter().map(|f| f.path().under(root)).collect(),
+            paths,
             lengths: layout.files().iter().map(|f| f.length()).collect(),
             cache: Mutex::new(FdCache {
                 cap: settings.fd_cache_size,
@@ -85,9 +90,7 @@ impl FileBackend {
         if paths.len() != layout.files().len() {
             return Err(Error::InvalidSetting { name: "paths", reason: "need exactly one path per file" });
         }
-        let mut b = Self::new("", layout, settings)?;
-        b.paths = paths;
-        Ok(b)
+        Self::with_paths(paths, layout, settings)
     }
 
     /// The path on disk of file `file`.

@@ -334,11 +334,7 @@ impl Message {
             Message::Request(b) | Message::Cancel(b) | Message::Reject(b) => {
                 let mut f = [0u8; 17];
                 f[3] = 13;
-                f[4] = match self {
-                    Message::Request(_) => id::REQUEST,
-                    Message::Cancel(_) => id::CANCEL,
-                    _ => id::REJECT,
-                };
+                f[4] = self.id().unwrap_or_default();
                 f[5..9].copy_from_slice(&b.piece.get().to_be_bytes());
                 f[9..13].copy_from_slice(&b.offset.to_be_bytes());
                 f[13..].copy_from_slice(&b.length.to_be_bytes());

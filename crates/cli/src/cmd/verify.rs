@@ -70,15 +70,15 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut settings = Settings::default();
     settings.hash_threads = a.threads.unwrap_or(0).min(MAX_HASH_THREADS);
 
-    // File presence and sizes first.
+    // Where each file is, then its presence and size.
+    let paths: Vec<PathBuf> = m.files().iter().map(|f| loc.locate(f)).collect();
     let mut problems = 0usize;
     let mut file_state: Vec<Option<String>> = vec![None; m.files().len()];
     for (i, f) in m.files().iter().enumerate() {
         if f.is_pad() || f.attributes().symlink {
             continue;
         }
-        let p = loc.locate(f);
-        match std::fs::metadata(&p) {
+        match std::fs::metadata(&paths[i]) {
             Err(_) => file_state[i] = Some("MISSING".to_owned()),
             Ok(md) if md.len() != f.length() => {
                 file_state[i] = Some(format!("WRONG SIZE ({} bytes, want {})", md.len(), f.length()))
@@ -96,7 +96,6 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
         .progress_chars("=> "),
     );
     // Storage's recheck, reading each file where the locator found it; nothing is created.
-    let paths: Vec<PathBuf> = m.files().iter().map(|f| loc.locate(f)).collect();
     let backend = FileBackend::from_paths(paths, &layout, &settings)?;
     let have =
         piecework_storage::recheck(&layout, &backend, &settings, &mut |p| bar.set_position(p.bytes_done))?;
