@@ -81,7 +81,7 @@ pub use limits::{
     DEFAULT_MAX_BITFIELD_PIECES, DEFAULT_MAX_BLOCK_LENGTH, DEFAULT_MAX_EXTENDED_LENGTH, DEFAULT_MAX_HASHES,
     Limits, METADATA_PIECE_LEN,
 };
-pub use message::{Decoder, Extended, HashRequest, Hashes, Message, Piece, id};
+pub use message::{Decoder, Drain, Extended, HashRequest, Hashes, Message, Piece, id};
 /// Shared vocabulary from `piecework-metainfo`, re-exported so users of the wire need not
 /// depend on it directly.
 pub use piecework_metainfo::{Bitfield, BlockRef, InfoHashV1, InfoHashV2, PieceIndex};

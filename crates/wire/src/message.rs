@@ -450,31 +450,78 @@ impl Decoder {
     /// the prefix (and the id byte, where the limit depends on it) is readable.
     #[inline(always)]
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, Error> {
-        // The steady state of a download is `have` and `request` (and their answers): decode
-        // them straight off a whole frame, with no second look at the message.
-        if let Some(&[0, 0, 0, len, id, ref rest @ ..]) = buf.get(..17) {
-            let field = |at: usize| u32::from_be_bytes([rest[at], rest[at + 1], rest[at + 2], rest[at + 3]]);
-            let msg = match (len, id) {
-                (5, id::HAVE) => Some(Message::Have(self.index(id, field(0))?)),
-                (13, id::REQUEST) if field(8) <= self.limits.block_length_limit() => {
-                    let piece = self.index(id, field(0))?;
-                    Some(Message::Request(BlockRef { piece, offset: field(4), length: field(8) }))
-                }
-                (1, id::CHOKE) => Some(Message::Choke),
-                (1, id::UNCHOKE) => Some(Message::Unchoke),
-                (1, id::INTERESTED) => Some(Message::Interested),
-                (1, id::NOT_INTERESTED) => Some(Message::NotInterested),
-                _ => None,
-            };
-            if let Some(m) = msg {
-                buf.advance(4 + usize::from(len));
-                return Ok(Some(m));
-            }
+        let mut total = 0;
+        if let Some(m) = self.fast(buf, &mut total) {
+            buf.advance(total);
+            return Ok(Some(m));
         }
+        Ok(match self.step(buf)? {
+            None => None,
+            Some(Step::Whole(m, total)) => {
+                buf.advance(total);
+                Some(m)
+            }
+            Some(Step::Split(p, total)) => Some(p.split_off(buf, total)),
+        })
+    }
+
+    /// Decodes every whole message at the front of `buf`, in order.
+    ///
+    /// The same messages and errors as calling [`decode`](Self::decode) until it returns
+    /// `None`, but the buffer is trimmed once when the iterator is dropped (and before each
+    /// message with a payload, which is split off it), not after every small message: a read
+    /// that brought hundreds of `have` and `request` messages costs one trim. After the first
+    /// error the iterator ends and the bad message stays in `buf`.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use piecework_wire::{Decoder, Message, PieceIndex};
+    ///
+    /// let mut d = Decoder::new();
+    /// let mut buf = BytesMut::from(&b"\0\0\0\x05\x04\0\0\x01\x00\0\0\0\x01\x01\0\0"[..]);
+    /// let got: Vec<Message> = d.drain(&mut buf).collect::<Result<_, _>>()?;
+    /// assert_eq!(got, [Message::Have(PieceIndex::new(256)), Message::Unchoke]);
+    /// assert_eq!(&buf[..], b"\0\0"); // the start of the next message stays
+    /// # Ok::<(), piecework_wire::Error>(())
+    /// ```
+    pub fn drain<'a>(&'a mut self, buf: &'a mut BytesMut) -> Drain<'a> {
+        Drain { decoder: self, buf, consumed: 0, failed: false }
+    }
+
+    /// The steady state of a download is `have` and `request` (and their answers): decode them
+    /// straight off a whole frame, with no second look at the message, setting `total` to the
+    /// frame length. `None`: not one of them, not valid, or too few bytes buffered to tell at
+    /// a glance; [`step`](Self::step) decides (and builds any error, off this path).
+    #[inline(always)]
+    fn fast(&self, buf: &[u8], total: &mut usize) -> Option<Message> {
+        let &[0, 0, 0, len, id, ref rest @ ..] = buf.get(..17)? else { return None };
+        let field = |at: usize| u32::from_be_bytes([rest[at], rest[at + 1], rest[at + 2], rest[at + 3]]);
+        let in_range = |i: u32| self.piece_count.is_none_or(|n| i < n);
+        *total = 4 + usize::from(len);
+        Some(match (len, id) {
+            (5, id::HAVE) if in_range(field(0)) => Message::Have(PieceIndex::new(field(0))),
+            (13, id::REQUEST) if in_range(field(0)) && field(8) <= self.limits.block_length_limit() => {
+                Message::Request(BlockRef {
+                    piece: PieceIndex::new(field(0)),
+                    offset: field(4),
+                    length: field(8),
+                })
+            }
+            (1, id::CHOKE) => Message::Choke,
+            (1, id::UNCHOKE) => Message::Unchoke,
+            (1, id::INTERESTED) => Message::Interested,
+            (1, id::NOT_INTERESTED) => Message::NotInterested,
+            _ => return None,
+        })
+    }
+
+    /// Reads the message at the front of `buf` without consuming it: a payload-free message
+    /// and its frame length, or where the payload to split off starts.
+    #[inline(always)]
+    fn step(&self, buf: &[u8]) -> Result<Option<Step>, Error> {
         let Some(len) = be32(buf, 0) else { return Ok(None) };
         if len == 0 {
-            buf.advance(4);
-            return Ok(Some(Message::KeepAlive));
+            return Ok(Some(Step::Whole(Message::KeepAlive, 4)));
         }
         if len > self.largest {
             return Err(Error::MessageTooLong { id: buf.get(4).copied(), len, limit: self.largest });
@@ -486,20 +533,22 @@ impl Decoder {
         let Some(frame) = buf.get(..total) else { return Ok(None) };
         let p = frame.get(5..).unwrap_or_default();
         let bad = || Error::BadLength { id: msg_id, len, expected: len };
-        let msg = match msg_id {
-            id::CHOKE => Message::Choke,
-            id::UNCHOKE => Message::Unchoke,
-            id::INTERESTED => Message::Interested,
-            id::NOT_INTERESTED => Message::NotInterested,
-            id::HAVE_ALL => Message::HaveAll,
-            id::HAVE_NONE => Message::HaveNone,
+        let whole = |m| Ok(Some(Step::Whole(m, total)));
+        let split = |p| Ok(Some(Step::Split(p, total)));
+        match msg_id {
+            id::CHOKE => whole(Message::Choke),
+            id::UNCHOKE => whole(Message::Unchoke),
+            id::INTERESTED => whole(Message::Interested),
+            id::NOT_INTERESTED => whole(Message::NotInterested),
+            id::HAVE_ALL => whole(Message::HaveAll),
+            id::HAVE_NONE => whole(Message::HaveNone),
             id::HAVE | id::SUGGEST | id::ALLOWED_FAST => {
                 let i = self.index(msg_id, be32(p, 0).ok_or_else(bad)?)?;
-                match msg_id {
+                whole(match msg_id {
                     id::HAVE => Message::Have(i),
                     id::SUGGEST => Message::Suggest(i),
                     _ => Message::AllowedFast(i),
-                }
+                })
             }
             id::REQUEST | id::CANCEL | id::REJECT => {
                 let b = block_at(p, 0).ok_or_else(bad)?;
@@ -512,19 +561,23 @@ impl Decoder {
                         limit: self.limits.block_length_limit().into(),
                     });
                 }
-                match msg_id {
+                whole(match msg_id {
                     id::REQUEST => Message::Request(b),
                     id::CANCEL => Message::Cancel(b),
                     _ => Message::Reject(b),
-                }
+                })
             }
             id::PORT => {
                 let b: [u8; 2] = p.get(..2).and_then(|s| s.try_into().ok()).ok_or_else(bad)?;
-                Message::Port(u16::from_be_bytes(b))
+                whole(Message::Port(u16::from_be_bytes(b)))
             }
             id::HASH_REQUEST | id::HASH_REJECT => {
                 let r = HashRequest::parse(p).ok_or_else(bad)?;
-                if msg_id == id::HASH_REQUEST { Message::HashRequest(r) } else { Message::HashReject(r) }
+                whole(if msg_id == id::HASH_REQUEST {
+                    Message::HashRequest(r)
+                } else {
+                    Message::HashReject(r)
+                })
             }
             id::BITFIELD => {
                 if let Some(n) = self.piece_count
@@ -533,27 +586,17 @@ impl Decoder {
                 {
                     return Err(Error::InvalidBitfield { len: p.len(), expected: n.div_ceil(8) as usize });
                 }
-                Message::Bitfield(split_payload(buf, total, 5))
+                split(Payload::Bitfield)
             }
             id::PIECE => {
                 let index = self.index(msg_id, be32(p, 0).ok_or_else(bad)?)?;
                 let begin = be32(p, 4).ok_or_else(bad)?;
-                Message::Piece(Piece { index, begin, data: split_payload(buf, total, 13) })
+                split(Payload::Piece { index, begin })
             }
-            id::EXTENDED => {
-                let ext = *p.first().ok_or_else(bad)?;
-                Message::Extended(Extended { id: ext, payload: split_payload(buf, total, 6) })
-            }
-            id::HASHES => {
-                let request = HashRequest::parse(p).ok_or_else(bad)?;
-                Message::Hashes(Hashes { request, hashes: split_payload(buf, total, 5 + HashRequest::LEN) })
-            }
-            other => Message::Unknown { id: other, payload: split_payload(buf, total, 5) },
-        };
-        if buf.len() >= total && msg.carries_no_payload() {
-            buf.advance(total);
+            id::EXTENDED => split(Payload::Extended { id: *p.first().ok_or_else(bad)? }),
+            id::HASHES => split(Payload::Hashes { request: HashRequest::parse(p).ok_or_else(bad)? }),
+            other => split(Payload::Unknown { id: other }),
         }
-        Ok(Some(msg))
     }
 
     #[inline]
@@ -632,24 +675,89 @@ impl Decoder {
     }
 }
 
-impl Message {
-    fn carries_no_payload(&self) -> bool {
-        !matches!(
-            self,
-            Message::Bitfield(_)
-                | Message::Piece(_)
-                | Message::Extended(_)
-                | Message::Hashes(_)
-                | Message::Unknown { .. }
-        )
+/// What [`Decoder::step`] found at the front of the buffer.
+enum Step {
+    /// A message with nothing to split off, and its frame length.
+    Whole(Message, usize),
+    /// A message whose payload is split off the buffer, and its frame length.
+    Split(Payload, usize),
+}
+
+/// A message with a payload, its fixed fields parsed.
+enum Payload {
+    Bitfield,
+    Piece { index: PieceIndex, begin: u32 },
+    Extended { id: u8 },
+    Hashes { request: HashRequest },
+    Unknown { id: u8 },
+}
+
+impl Payload {
+    /// Takes the whole frame off the front of `buf` and builds the message around its payload,
+    /// which shares the buffer's memory.
+    fn split_off(self, buf: &mut BytesMut, total: usize) -> Message {
+        let frame = buf.split_to(total).freeze();
+        let payload = |skip: usize| frame.slice(skip.min(total)..);
+        match self {
+            Payload::Bitfield => Message::Bitfield(payload(5)),
+            Payload::Piece { index, begin } => Message::Piece(Piece { index, begin, data: payload(13) }),
+            Payload::Extended { id } => Message::Extended(Extended { id, payload: payload(6) }),
+            Payload::Hashes { request } => {
+                Message::Hashes(Hashes { request, hashes: payload(5 + HashRequest::LEN) })
+            }
+            Payload::Unknown { id } => Message::Unknown { id, payload: payload(5) },
+        }
     }
 }
 
-/// Takes the whole frame off the read buffer and returns its payload from `skip` on, sharing
-/// the buffer's memory.
-fn split_payload(buf: &mut BytesMut, total: usize, skip: usize) -> Bytes {
-    let frame = buf.split_to(total).freeze();
-    frame.slice(skip.min(total)..)
+/// The iterator [`Decoder::drain`] returns: every whole message at the front of a buffer.
+///
+/// Dropping it removes the messages it returned from the buffer.
+#[derive(Debug)]
+pub struct Drain<'a> {
+    decoder: &'a mut Decoder,
+    buf: &'a mut BytesMut,
+    /// Bytes at the front of `buf` that were returned as messages but not yet trimmed.
+    consumed: usize,
+    failed: bool,
+}
+
+impl Iterator for Drain<'_> {
+    type Item = Result<Message, Error>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let rest = self.buf.get(self.consumed..).unwrap_or_default();
+        let mut total = 0;
+        if let Some(m) = self.decoder.fast(rest, &mut total) {
+            self.consumed += total;
+            return Some(Ok(m));
+        }
+        match self.decoder.step(rest) {
+            Ok(None) => None,
+            Ok(Some(Step::Whole(m, total))) => {
+                self.consumed += total;
+                Some(Ok(m))
+            }
+            Ok(Some(Step::Split(p, total))) => {
+                self.buf.advance(std::mem::take(&mut self.consumed));
+                Some(Ok(p.split_off(self.buf, total)))
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+impl Drop for Drain<'_> {
+    fn drop(&mut self) {
+        self.buf.advance(self.consumed);
+    }
 }
 
 #[cfg(test)]

@@ -38,7 +38,31 @@ fn fixed_messages() -> Vec<Message> {
 #[test]
 fn allocations_while_decoding() {
     zero_allocations_per_non_piece_message();
+    zero_allocations_draining_non_piece_messages();
     payload_messages_share_the_read_buffer();
+}
+
+fn zero_allocations_draining_non_piece_messages() {
+    let msgs = fixed_messages();
+    let rounds = 1000;
+    let mut wire = BytesMut::new();
+    for _ in 0..rounds {
+        for m in &msgs {
+            m.encode(&mut wire).unwrap();
+        }
+    }
+    let mut d = Decoder::new();
+    let mut decoded = 0usize;
+    let region = Region::new(GLOBAL);
+    for m in d.drain(&mut wire) {
+        assert!(m.unwrap().id() == msgs[decoded % msgs.len()].id());
+        decoded += 1;
+    }
+    let stats = region.change();
+    assert_eq!(decoded, rounds * msgs.len());
+    assert!(wire.is_empty());
+    assert_eq!(stats.allocations, 0, "{stats:?}");
+    assert_eq!(stats.reallocations, 0, "{stats:?}");
 }
 
 fn zero_allocations_per_non_piece_message() {

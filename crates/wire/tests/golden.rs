@@ -81,22 +81,30 @@ fn cases() -> Vec<(&'static str, Message)> {
     ]
 }
 
-/// Decodes `wire` fed in the given chunks; every message must come out exactly once, at the
-/// end of its last byte.
+/// Decodes `wire` fed in the given chunks, with `decode` and with `drain`; every message must
+/// come out exactly once, at the end of its last byte, and both must agree.
 fn decode_chunks(name: &str, wire: &[u8], cuts: &[usize]) -> Vec<Message> {
-    let mut d = decoder_for(name);
-    let mut buf = BytesMut::new();
-    let mut out = Vec::new();
-    let mut at = 0;
-    for &cut in cuts.iter().chain(std::iter::once(&wire.len())) {
-        buf.extend_from_slice(&wire[at..cut]);
-        at = cut;
-        while let Some(m) = d.decode(&mut buf).unwrap_or_else(|e| panic!("{name}: {e:?}")) {
-            out.push(m);
+    let mut outs = [Vec::new(), Vec::new()];
+    for (drain, out) in outs.iter_mut().enumerate() {
+        let mut d = decoder_for(name);
+        let mut buf = BytesMut::new();
+        let mut at = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&wire.len())) {
+            buf.extend_from_slice(&wire[at..cut]);
+            at = cut;
+            if drain == 1 {
+                out.extend(d.drain(&mut buf).map(|m| m.unwrap_or_else(|e| panic!("{name}: {e:?}"))));
+            } else {
+                while let Some(m) = d.decode(&mut buf).unwrap_or_else(|e| panic!("{name}: {e:?}")) {
+                    out.push(m);
+                }
+            }
         }
+        assert!(buf.is_empty(), "{name}: {} bytes left over (drain: {drain})", buf.len());
     }
-    assert!(buf.is_empty(), "{name}: {} bytes left over", buf.len());
-    out
+    let [decoded, drained] = outs;
+    assert_eq!(decoded, drained, "{name}: decode and drain differ");
+    decoded
 }
 
 fn check_message(name: &str, expected: &Message) {

@@ -102,4 +102,26 @@ proptest! {
         }
         prop_assert!(consumed <= data.len());
     }
+
+    #[test]
+    fn drain_agrees_with_decode(data in proptest::collection::vec(any::<u8>(), 0..2000), unknown in any::<bool>()) {
+        let limits = Limits::new().accept_unknown(unknown);
+        let mut one = BytesMut::from(&data[..]);
+        let mut d = Decoder::with_limits(limits);
+        let mut expected = Vec::new();
+        loop {
+            match d.decode(&mut one) {
+                Ok(Some(m)) => expected.push(Ok(m)),
+                Ok(None) => break,
+                Err(e) => {
+                    expected.push(Err(e));
+                    break;
+                }
+            }
+        }
+        let mut all = BytesMut::from(&data[..]);
+        let got: Vec<_> = Decoder::with_limits(limits).drain(&mut all).collect();
+        prop_assert_eq!(format!("{got:?}"), format!("{expected:?}"));
+        prop_assert_eq!(all.len(), one.len(), "both leave the same bytes");
+    }
 }
