@@ -1,6 +1,7 @@
 //! Decodes arbitrary bytes as a peer-wire stream (handshake first when the input starts with
 //! one). Invariants: nothing is consumed without a message, consumed never exceeds the input,
-//! and every decoded message re-encodes to exactly the bytes it was decoded from.
+//! every decoded message re-encodes to exactly the bytes it was decoded from, and `drain` yields
+//! the same messages and error and leaves the same bytes as repeated `decode`.
 #![no_main]
 
 use bytes::BytesMut;
@@ -17,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
     if flags & 4 != 0 {
         decoder.set_piece_count(Some(u32::from(flags >> 3) * 37));
     }
+    let mut drainer = decoder.clone();
     let mut start = 0usize;
     let mut hs_buf = BytesMut::from(input);
     if let Ok(Some(h)) = Handshake::decode(&mut hs_buf) {
@@ -29,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
     let mut buf = BytesMut::from(&stream[..cut]);
     let mut fed_all = cut == stream.len();
     let mut consumed = 0usize;
+    let mut decoded = Vec::new();
     loop {
         let before = buf.len();
         match decoder.decode(&mut buf) {
@@ -39,6 +42,7 @@ fuzz_target!(|data: &[u8]| {
                 m.encode(&mut re).expect("a decoded message encodes");
                 assert_eq!(&re[..], &stream[consumed..consumed + used]);
                 consumed += used;
+                decoded.push(Ok(m));
             }
             Ok(None) if !fed_all => {
                 assert_eq!(buf.len(), before);
@@ -47,9 +51,21 @@ fuzz_target!(|data: &[u8]| {
             }
             Ok(None) | Err(_) => {
                 assert_eq!(buf.len(), before, "nothing consumed without a message");
+                if let Err(e) = decoder.decode(&mut buf) {
+                    decoded.push(Err(e));
+                }
                 break;
             }
         }
     }
     assert!(consumed <= stream.len());
+    // The same stream, fed in the same two parts, through `drain`.
+    let mut dbuf = BytesMut::from(&stream[..cut]);
+    let mut drained: Vec<_> = drainer.drain(&mut dbuf).collect();
+    if !drained.last().is_some_and(|r| r.is_err()) {
+        dbuf.extend_from_slice(&stream[cut..]);
+        drained.extend(drainer.drain(&mut dbuf));
+    }
+    assert_eq!(format!("{drained:?}"), format!("{decoded:?}"));
+    assert_eq!(dbuf.len(), buf.len(), "drain leaves the bytes decode leaves");
 });
