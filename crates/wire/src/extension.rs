@@ -13,7 +13,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 use bytes::{BufMut, Bytes};
-use piecework_bencode::{DecodeOptions, DictNode, Encoder};
+use piecework_bencode::{DecodeOptions, DictNode, Encoder, Node};
 
 use crate::limits::METADATA_PIECE_LEN;
 use crate::message::Extended;
@@ -145,48 +145,48 @@ impl ExtendedHandshake {
     }
 
     /// Decodes a handshake payload with the given bencode options (limits, leniency).
-    pub fn decode_with(payload: &Bytes, opts: &DecodeOptions) -> Result<Self, Error> {
+    pub fn decode_with<'a>(payload: &'a Bytes, opts: &DecodeOptions) -> Result<Self, Error> {
         let doc = options(opts).decode(payload).map_err(|source| Error::Bencode { message: HS, source })?;
         let d = root_dict(&doc, HS)?;
         let mut hs = ExtendedHandshake::default();
-        // Lenient input may repeat keys: the first occurrence wins, as in lookups.
-        let mut seen = std::collections::HashSet::new();
+        let bad = |field| Error::Extension { message: HS, field };
+        let int = |node: Node<'_, '_>, field| node.as_int().ok_or_else(|| bad(field));
+        fn int_in<T: TryFrom<i64>>(node: Node<'_, '_>, field: &'static str) -> Result<T, Error> {
+            let bad = || Error::Extension { message: HS, field };
+            node.as_int().ok_or_else(bad)?.try_into().map_err(|_| bad())
+        }
+        let bytes = |node: Node<'_, 'a>, field| node.as_bytes().ok_or_else(|| bad(field));
+        let mut seen = FirstWins::new(d);
         for (key, node) in d.iter() {
-            if !seen.insert(key) {
+            if !seen.first(key) {
                 continue;
             }
             match key {
                 b"m" => {
-                    let m = node.as_dict().ok_or(Error::Extension { message: HS, field: "m" })?;
+                    let m = node.as_dict().ok_or_else(|| bad("m"))?;
                     hs.empty_m = m.is_empty();
-                    let mut names = std::collections::HashSet::new();
+                    let mut names = FirstWins::new(m);
                     for (name, id) in m.iter() {
-                        let id = id.as_int().and_then(|i| u8::try_from(i).ok());
-                        let id = id.ok_or(Error::Extension { message: HS, field: "m" })?;
-                        if names.insert(name) {
+                        let id = id.as_int().and_then(|i| u8::try_from(i).ok()).ok_or_else(|| bad("m"))?;
+                        if names.first(name) {
                             hs.extensions.push((payload.slice_ref(name), id));
                         }
                     }
                 }
-                b"p" => hs.port = int_in(&d, "p", HS)?,
-                b"v" => hs.client = bytes_field(&d, "v", HS)?.map(|v| payload.slice_ref(v)),
-                b"yourip" => {
-                    hs.your_ip = match bytes_field(&d, "yourip", HS)? {
-                        Some(b) => Some(ip_from(b).ok_or(Error::Extension { message: HS, field: "yourip" })?),
-                        None => None,
-                    }
-                }
+                b"p" => hs.port = Some(int_in(node, "p")?),
+                b"v" => hs.client = Some(payload.slice_ref(bytes(node, "v")?)),
+                b"yourip" => hs.your_ip = Some(ip_from(bytes(node, "yourip")?).ok_or_else(|| bad("yourip"))?),
                 b"ipv4" => {
-                    let b = bytes_field(&d, "ipv4", HS)?.and_then(|b| <[u8; 4]>::try_from(b).ok());
-                    hs.ipv4 = Some(Ipv4Addr::from(b.ok_or(Error::Extension { message: HS, field: "ipv4" })?));
+                    let b = <[u8; 4]>::try_from(bytes(node, "ipv4")?).map_err(|_| bad("ipv4"))?;
+                    hs.ipv4 = Some(Ipv4Addr::from(b));
                 }
                 b"ipv6" => {
-                    let b = bytes_field(&d, "ipv6", HS)?.and_then(|b| <[u8; 16]>::try_from(b).ok());
-                    hs.ipv6 = Some(Ipv6Addr::from(b.ok_or(Error::Extension { message: HS, field: "ipv6" })?));
+                    let b = <[u8; 16]>::try_from(bytes(node, "ipv6")?).map_err(|_| bad("ipv6"))?;
+                    hs.ipv6 = Some(Ipv6Addr::from(b));
                 }
-                b"reqq" => hs.reqq = int_in(&d, "reqq", HS)?,
-                b"metadata_size" => hs.metadata_size = int_in(&d, "metadata_size", HS)?,
-                b"upload_only" => hs.upload_only = int(&d, "upload_only", HS)?,
+                b"reqq" => hs.reqq = Some(int_in(node, "reqq")?),
+                b"metadata_size" => hs.metadata_size = Some(int_in(node, "metadata_size")?),
+                b"upload_only" => hs.upload_only = Some(int(node, "upload_only")?),
                 _ => hs.unknown.push((payload.slice_ref(key), payload.slice_ref(node.raw()))),
             }
         }
@@ -282,6 +282,37 @@ impl ExtendedHandshake {
         let mut v = Vec::new();
         self.encode(&mut v)?;
         Ok(Message::Extended(Extended { id: 0, payload: Bytes::from(v) }))
+    }
+}
+
+/// Which dictionary keys to act on when a lenient decode lets a key repeat: the first
+/// occurrence wins, as in lookups. Keys in ascending order (always, when decoding strictly)
+/// cannot repeat, so a set of the keys seen is only built once one arrives out of order.
+struct FirstWins<'d, 'a> {
+    dict: DictNode<'d, 'a>,
+    /// Keys checked so far.
+    count: usize,
+    last: Option<&'a [u8]>,
+    seen: Option<std::collections::HashSet<&'a [u8]>>,
+}
+
+impl<'d, 'a> FirstWins<'d, 'a> {
+    fn new(dict: DictNode<'d, 'a>) -> Self {
+        FirstWins { dict, count: 0, last: None, seen: None }
+    }
+
+    /// Whether `key`, the next key of the dictionary, is the first of its name.
+    fn first(&mut self, key: &'a [u8]) -> bool {
+        let count = self.count;
+        self.count += 1;
+        if self.seen.is_none() {
+            if self.last.is_none_or(|prev| prev < key) {
+                self.last = Some(key);
+                return true;
+            }
+            self.seen = Some(self.dict.iter().take(count).map(|(k, _)| k).collect());
+        }
+        self.seen.as_mut().is_some_and(|seen| seen.insert(key))
     }
 }
 
@@ -630,6 +661,12 @@ mod tests {
         let mut out = Vec::new();
         hs.encode(&mut out).unwrap();
         assert_eq!(out, b"d1:md1:ai1e1:bi2ee1:pi2e3:zzzi1ee");
+        // A repeat that comes after keys in order, and one right after its first.
+        let wire = Bytes::from_static(b"d1:md1:ai1e1:bi2e1:ai3e1:bi4ee1:pi1e1:v1:x1:pi2e1:v1:ye");
+        let hs = ExtendedHandshake::decode_with(&wire, &DecodeOptions::lenient()).unwrap();
+        assert_eq!((hs.extension_id(b"a"), hs.extension_id(b"b"), hs.port), (Some(1), Some(2), Some(1)));
+        assert_eq!(hs.client_str(), Some("x"));
+        assert_eq!(hs.extensions.len(), 2);
     }
 
     #[test]
