@@ -322,14 +322,16 @@ impl Message {
     ///
     /// Fails only on caller misuse: a payload too large for a 32-bit length prefix, or a
     /// `hashes` list that is not a whole number of hashes.
+    #[inline]
     pub fn encode<B: BufMut + ?Sized>(&self, buf: &mut B) -> Result<(), Error> {
-        // The frequent fixed-size messages as one slice: one capacity check instead of five.
+        // The frequent fixed-size messages as one slice (one capacity check instead of five),
+        // inlined so that a caller that built a known message skips the dispatch.
         match self {
             Message::Have(i) => {
                 let mut f = [0, 0, 0, 5, id::HAVE, 0, 0, 0, 0];
                 f[5..].copy_from_slice(&i.get().to_be_bytes());
                 buf.put_slice(&f);
-                return Ok(());
+                Ok(())
             }
             Message::Request(b) | Message::Cancel(b) | Message::Reject(b) => {
                 let mut f = [0u8; 17];
@@ -339,10 +341,14 @@ impl Message {
                 f[9..13].copy_from_slice(&b.offset.to_be_bytes());
                 f[13..].copy_from_slice(&b.length.to_be_bytes());
                 buf.put_slice(&f);
-                return Ok(());
+                Ok(())
             }
-            _ => {}
+            _ => self.encode_general(buf),
         }
+    }
+
+    /// [`encode`](Self::encode) for every message.
+    fn encode_general<B: BufMut + ?Sized>(&self, buf: &mut B) -> Result<(), Error> {
         let len = u32::try_from(self.encoded_len() - 4).map_err(|_| Error::Encode { field: "length" })?;
         if let Message::Hashes(h) = self
             && h.hashes.len() % 32 != 0
