@@ -12,7 +12,8 @@
 //!   ([`MetadataMessage`]) and [BEP 11] `ut_pex` ([`PexMessage`]).
 //! - **Incremental decoding** ([`Decoder::decode`]): `Ok(None)` until a whole message is
 //!   buffered; piece blocks and other payloads are [`bytes::Bytes`] split off the read buffer,
-//!   never copied, and fixed-size messages decode without allocating.
+//!   never copied, and fixed-size messages decode without allocating. [`Decoder::drain`]
+//!   iterates every whole message of a read at once and trims the buffer once.
 //! - **Limits** ([`Limits`]): a length prefix over its message's limit is refused before
 //!   anything is buffered; `bitfield` sizes and spare bits are checked once the piece count is
 //!   known ([`Decoder::set_piece_count`]). Errors ([`Error`]) name the message id and field.
