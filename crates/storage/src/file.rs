@@ -168,10 +168,14 @@ impl FileBackend {
             return Err(Error::FileTooLarge { path: path.to_path_buf(), expected: length, found });
         }
         if extend {
-            if self.preallocate {
-                rustix::fs::fallocate(f, rustix::fs::FallocateFlags::empty(), 0, length)
-                    .map_err(|e| Error::from_io(path, "fallocate", e.into()))?;
-            } else if found < length {
+            let allocated = self.preallocate
+                && match rustix::fs::fallocate(f, rustix::fs::FallocateFlags::empty(), 0, length) {
+                    Ok(()) => true,
+                    // Filesystems without fallocate get a sparse file instead.
+                    Err(rustix::io::Errno::OPNOTSUPP) => false,
+                    Err(e) => return Err(Error::from_io(path, "fallocate", e.into())),
+                };
+            if !allocated && found < length {
                 f.set_len(length).map_err(|e| Error::from_io(path, "truncate", e))?;
             }
         }

@@ -7,12 +7,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use piecework_metainfo::merkle::{MerkleHash, root_from_nodes};
+use sha1::{Digest as _, Sha1};
+
+use piecework_metainfo::merkle::{MerkleHash, leaf_hash, root_from_nodes};
 use piecework_metainfo::{BLOCK_SIZE, Bitfield, PieceIndex};
 
 use crate::backend::Backend;
 use crate::resume::ResumeData;
-use crate::verify::{Check, check_piece, read_range};
+use crate::verify::{Check, Known, check_piece, check_piece_from, read_range};
 use crate::{Error, Layout, Settings};
 
 /// What [`Storage::write_block`] did with a block.
@@ -87,11 +89,52 @@ enum BlockState {
     Written,
 }
 
-#[derive(Debug)]
 struct Partial {
+    /// Tells this piece's entry from a later one after a recheck or resume load reset it.
+    id: u64,
     blocks: Vec<BlockState>,
     written: u32,
     hashing: bool,
+    /// The piece's SHA-1 over its first `sha1_pos` bytes, fed from the blocks as they are
+    /// written (`None` for v2-only pieces, and while a writer is feeding it).
+    sha1: Option<Sha1>,
+    sha1_pos: u32,
+    /// v2 leaf hashes of the blocks written so far (empty for v1-only pieces).
+    leaves: Vec<Option<MerkleHash>>,
+}
+
+impl core::fmt::Debug for Partial {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Partial")
+            .field("blocks", &self.blocks)
+            .field("written", &self.written)
+            .field("hashing", &self.hashing)
+            .field("sha1_pos", &self.sha1_pos)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Partial {
+    fn new(layout: &Layout, piece: PieceIndex, blocks: usize, id: u64) -> Self {
+        let leaves = layout.v2_piece(piece).map_or(0, |v| v.data_len.div_ceil(BLOCK_SIZE) as usize);
+        Self {
+            id,
+            blocks: vec![BlockState::Missing; blocks],
+            written: 0,
+            hashing: false,
+            sha1: layout.v1_hash(piece).map(|_| Sha1::new()),
+            sha1_pos: 0,
+            leaves: vec![None; leaves],
+        }
+    }
+
+    /// Forgets the hashes taken so far (the blocks still written are read back instead).
+    fn reset_hashes(&mut self, layout: &Layout, piece: PieceIndex) {
+        self.sha1 = layout.v1_hash(piece).map(|_| Sha1::new());
+        self.sha1_pos = 0;
+        let n = layout.v2_piece(piece).map_or(0, |v| v.data_len.div_ceil(BLOCK_SIZE) as usize);
+        self.leaves = vec![None; n];
+    }
 }
 
 #[derive(Debug)]
@@ -100,6 +143,7 @@ struct State {
     partial: HashMap<u32, Partial>,
     block_hashes: HashMap<u32, Vec<MerkleHash>>,
     pending: usize,
+    next_partial: u64,
 }
 
 struct Shared<B> {
@@ -161,6 +205,7 @@ impl<B: Backend + 'static> Storage<B> {
                 partial: HashMap::new(),
                 block_hashes: HashMap::new(),
                 pending: 0,
+                next_partial: 0,
             }),
             idle: Condvar::new(),
             chunk: settings.read_chunk_size,
@@ -226,55 +271,154 @@ impl<B: Backend + 'static> Storage<B> {
     /// ([`Error::DiskFull`], [`Error::PermissionDenied`], ...) from the backend, after which
     /// the block counts as missing.
     pub fn write_block(&self, piece: PieceIndex, offset: u32, data: &[u8]) -> Result<WriteOutcome, Error> {
+        self.write_blocks(piece, offset, &[data])
+    }
+
+    /// Writes consecutive blocks of one piece, the first at `offset`, with as few write calls
+    /// as the files allow (one `pwritev` per file touched).
+    ///
+    /// Each block follows the rules of [`write_block`](Self::write_block) and the errors are
+    /// the same; a bad block refuses the whole call before anything is written. Blocks already
+    /// written are skipped. The outcome is [`WriteOutcome::PieceComplete`] if this call wrote
+    /// the piece's last missing block, else `Stored` if it wrote any, else `Duplicate`. After a
+    /// backend error none of the blocks count as written.
+    ///
+    /// Blocks written in order are hashed here, while they are in the CPU cache, so the
+    /// piece's verification need not read them back.
+    pub fn write_blocks(
+        &self,
+        piece: PieceIndex,
+        offset: u32,
+        blocks: &[&[u8]],
+    ) -> Result<WriteOutcome, Error> {
         let layout = &self.shared.layout;
         let size = layout.piece_size(piece)?;
         if !offset.is_multiple_of(BLOCK_SIZE) {
             return Err(Error::MisalignedBlock { piece: piece.get(), offset });
         }
-        if data.len() > BLOCK_SIZE as usize {
-            return Err(Error::OversizedBlock { piece: piece.get(), length: data.len() });
+        let mut at = offset;
+        for data in blocks {
+            if data.len() > BLOCK_SIZE as usize {
+                return Err(Error::OversizedBlock { piece: piece.get(), length: data.len() });
+            }
+            let want = size.saturating_sub(at).min(BLOCK_SIZE);
+            if at >= size || data.len() != want as usize {
+                return Err(Error::RangeOutOfPiece {
+                    piece: piece.get(),
+                    offset: at,
+                    length: data.len(),
+                    piece_size: size,
+                });
+            }
+            // at < size, so at + want <= size.
+            at += want;
         }
-        let want = size.saturating_sub(offset).min(BLOCK_SIZE);
-        if offset >= size || data.len() != want as usize {
-            return Err(Error::RangeOutOfPiece {
-                piece: piece.get(),
-                offset,
-                length: data.len(),
-                piece_size: size,
-            });
-        }
-        let block = (offset / BLOCK_SIZE) as usize;
-        let blocks = size.div_ceil(BLOCK_SIZE) as usize;
-        {
-            let mut st = self.shared.lock();
+        let first = (offset / BLOCK_SIZE) as usize;
+        let count = size.div_ceil(BLOCK_SIZE) as usize;
+        let (mine, id, mut sha1) = {
+            let mut guard = self.shared.lock();
+            let st = &mut *guard;
             if st.have.get(piece) {
                 return Ok(WriteOutcome::Duplicate);
             }
-            let p = st.partial.entry(piece.get()).or_insert_with(|| Partial {
-                blocks: vec![BlockState::Missing; blocks],
-                written: 0,
-                hashing: false,
+            let next = &mut st.next_partial;
+            let p = st.partial.entry(piece.get()).or_insert_with(|| {
+                *next += 1;
+                Partial::new(layout, piece, count, *next)
             });
-            // `block < blocks` because offset < size.
-            if p.hashing || p.blocks[block] != BlockState::Missing {
+            if p.hashing {
                 return Ok(WriteOutcome::Duplicate);
             }
-            p.blocks[block] = BlockState::Writing;
+            // The blocks this call writes; the others are written or being written already.
+            let mine: Vec<bool> = (first..first + blocks.len())
+                .map(|b| match p.blocks.get_mut(b) {
+                    Some(s @ BlockState::Missing) => {
+                        *s = BlockState::Writing;
+                        true
+                    }
+                    _ => false,
+                })
+                .collect();
+            let Some(lead) = mine.iter().position(|&m| m) else { return Ok(WriteOutcome::Duplicate) };
+            // The running SHA-1 comes along if this call's first block is the one it waits for.
+            let sha1 = if p.sha1_pos == offset + lead as u32 * BLOCK_SIZE { p.sha1.take() } else { None };
+            (mine, p.id, sha1)
+        };
+        let mut written = Ok(());
+        let mut i = 0;
+        while i < blocks.len() {
+            if !mine[i] {
+                i += 1;
+                continue;
+            }
+            let run = mine[i..].iter().take_while(|&&m| m).count();
+            written = self.write_segments(piece, offset + i as u32 * BLOCK_SIZE, &blocks[i..i + run]);
+            if written.is_err() {
+                break;
+            }
+            i += run;
         }
-        let written = self.write_segments(piece, offset, data);
+        // Hashed after the write succeeded, so the hashes always describe what is on disk.
+        let mut sha1_pos = 0;
+        let mut leaves = Vec::new();
+        if written.is_ok() {
+            let v2_len = layout.v2_piece(piece).map_or(0, |v| v.data_len);
+            let mut at = offset;
+            sha1_pos = offset + mine.iter().take_while(|&&m| !m).count() as u32 * BLOCK_SIZE;
+            for (data, &m) in blocks.iter().zip(&mine) {
+                if m {
+                    if let Some(h) = &mut sha1
+                        && at == sha1_pos
+                    {
+                        if self.hash_v1(h, piece, at, data) {
+                            sha1_pos += data.len() as u32;
+                        } else {
+                            // Verification starts the SHA-1 over from the disk.
+                            sha1 = None;
+                        }
+                    }
+                    if at < v2_len {
+                        let leaf = leaf_hash(&data[..(v2_len - at).min(data.len() as u32) as usize]);
+                        leaves.push(((at / BLOCK_SIZE) as usize, leaf));
+                    }
+                }
+                at += data.len() as u32;
+            }
+        }
         let mut st = self.shared.lock();
-        let Some(p) = st.partial.get_mut(&piece.get()) else {
+        let Some(p) = st.partial.get_mut(&piece.get()).filter(|p| p.id == id) else {
             // A recheck or resume load reset the piece meanwhile; the data is on disk but
             // not accounted for, which is safe.
             written?;
             return Ok(WriteOutcome::Duplicate);
         };
+        let blocks_mine = mine.iter().enumerate().filter(|(_, m)| **m).map(|(i, _)| first + i);
         if let Err(e) = written {
-            p.blocks[block] = BlockState::Missing;
+            for b in blocks_mine {
+                if let Some(s) = p.blocks.get_mut(b) {
+                    *s = BlockState::Missing;
+                }
+            }
+            if sha1.is_some() {
+                p.sha1 = sha1;
+            }
             return Err(e);
         }
-        p.blocks[block] = BlockState::Written;
-        p.written += 1;
+        for b in blocks_mine {
+            if let Some(s) = p.blocks.get_mut(b) {
+                *s = BlockState::Written;
+                p.written += 1;
+            }
+        }
+        if sha1.is_some() {
+            p.sha1 = sha1;
+            p.sha1_pos = sha1_pos;
+        }
+        for (b, leaf) in leaves {
+            if let Some(l) = p.leaves.get_mut(b) {
+                *l = Some(leaf);
+            }
+        }
         if p.written as usize != p.blocks.len() {
             return Ok(WriteOutcome::Stored);
         }
@@ -291,13 +435,54 @@ impl<B: Backend + 'static> Storage<B> {
         Ok(WriteOutcome::PieceComplete)
     }
 
-    fn write_segments(&self, piece: PieceIndex, offset: u32, data: &[u8]) -> Result<(), Error> {
+    /// Feeds a block to a piece's SHA-1 as it will read back: pad-file bytes as zeros.
+    /// `false` (and `h` unusable) if the range is not in the piece, which the caller checked.
+    fn hash_v1(&self, h: &mut Sha1, piece: PieceIndex, offset: u32, data: &[u8]) -> bool {
+        const ZEROS: [u8; 4096] = [0; 4096];
+        let Ok(segs) = self.shared.layout.segments(piece, offset, data.len()) else { return false };
         let mut o = 0usize;
-        for seg in self.shared.layout.segments(piece, offset, data.len())? {
-            if !seg.pad {
-                self.shared.backend.write_at(seg.file, seg.file_offset, &data[o..o + seg.len])?;
+        for seg in segs {
+            if seg.pad {
+                let mut left = seg.len;
+                while left > 0 {
+                    let n = left.min(ZEROS.len());
+                    h.update(&ZEROS[..n]);
+                    left -= n;
+                }
+            } else {
+                h.update(&data[o..o + seg.len]);
             }
             o += seg.len;
+        }
+        true
+    }
+
+    /// Writes consecutive blocks starting at `offset`: one vectored write per file segment.
+    fn write_segments(&self, piece: PieceIndex, offset: u32, blocks: &[&[u8]]) -> Result<(), Error> {
+        let total: usize = blocks.iter().map(|b| b.len()).sum();
+        let (mut bi, mut bo) = (0usize, 0usize);
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(blocks.len() + 1);
+        for seg in self.shared.layout.segments(piece, offset, total)? {
+            // Gather the slices of `blocks` covering this segment.
+            parts.clear();
+            let mut left = seg.len;
+            while left > 0 {
+                let Some(b) = blocks.get(bi) else { break };
+                let n = (b.len() - bo).min(left);
+                parts.push(&b[bo..bo + n]);
+                left -= n;
+                bo += n;
+                if bo == b.len() {
+                    bi += 1;
+                    bo = 0;
+                }
+            }
+            if !seg.pad {
+                match parts.as_slice() {
+                    [one] => self.shared.backend.write_at(seg.file, seg.file_offset, one)?,
+                    _ => self.shared.backend.write_vectored_at(seg.file, seg.file_offset, &parts)?,
+                }
+            }
         }
         Ok(())
     }
@@ -589,7 +774,13 @@ fn worker<B: Backend>(
         };
         let Ok(p) = job else { return };
         let piece = PieceIndex::new(p);
-        let check = check_piece(&shared.layout, &shared.backend, piece, &mut buf);
+        let known = match shared.lock().partial.get_mut(&p) {
+            Some(q) => {
+                Known { sha1: q.sha1.take().map(|h| (h, q.sha1_pos)), leaves: core::mem::take(&mut q.leaves) }
+            }
+            None => Known::default(),
+        };
+        let check = check_piece_from(&shared.layout, &shared.backend, piece, &mut buf, known);
         let mut st = shared.lock();
         let verdict = match check {
             Ok(Check::Good) => {
@@ -620,6 +811,7 @@ fn worker<B: Backend>(
                         }
                     }
                     q.hashing = false;
+                    q.reset_hashes(&shared.layout, piece);
                     if q.written == 0 {
                         st.partial.remove(&p);
                     }

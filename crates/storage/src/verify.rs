@@ -19,6 +19,14 @@ pub(crate) enum Check {
     Bad { leaves: Vec<MerkleHash> },
 }
 
+/// What is already known of a piece's hashes, taken from its blocks as they were written:
+/// the SHA-1 of its first `sha1_pos` bytes, and the v2 leaves of some blocks.
+#[derive(Debug, Default)]
+pub(crate) struct Known {
+    pub(crate) sha1: Option<(Sha1, u32)>,
+    pub(crate) leaves: Vec<Option<MerkleHash>>,
+}
+
 /// Reads a piece (pad files as zeros) in chunks of `buf`'s capacity and hashes it.
 ///
 /// Memory: `buf` plus one 32-byte leaf per block of a v2 piece.
@@ -28,17 +36,36 @@ pub(crate) fn check_piece<B: Backend + ?Sized>(
     piece: PieceIndex,
     buf: &mut [u8],
 ) -> Result<Check, Error> {
+    check_piece_from(layout, backend, piece, buf, Known::default())
+}
+
+/// [`check_piece`], reading back only what `known` does not cover: nothing when the blocks
+/// were hashed as they arrived, in order.
+pub(crate) fn check_piece_from<B: Backend + ?Sized>(
+    layout: &Layout,
+    backend: &B,
+    piece: PieceIndex,
+    buf: &mut [u8],
+    known: Known,
+) -> Result<Check, Error> {
     let size = layout.piece_size(piece)?;
     let v1 = layout.v1_hash(piece);
     let v2 = layout.v2_piece(piece);
-    let mut sha1 = v1.map(|_| Sha1::new());
-    let mut leaves = Vec::new();
-    if let Some(v) = &v2 {
-        leaves.reserve(v.data_len.div_ceil(BLOCK_SIZE) as usize);
-    }
+    // Positions are block-aligned (or the piece's end), so whole blocks are fed below.
+    let (mut sha1, sha1_pos) = match (v1, known.sha1) {
+        (None, _) => (None, size),
+        (Some(_), Some((h, pos))) if (pos < size && pos.is_multiple_of(BLOCK_SIZE)) || pos == size => {
+            (Some(h), pos)
+        }
+        (Some(_), _) => (Some(Sha1::new()), 0),
+    };
+    let v2_len = v2.as_ref().map_or(0, |v| v.data_len);
+    let mut leaves = if v2.is_some() { known.leaves } else { Vec::new() };
+    leaves.resize(v2_len.div_ceil(BLOCK_SIZE) as usize, None);
+    let first_missing = leaves.iter().position(Option::is_none).map_or(size, |i| i as u32 * BLOCK_SIZE);
     // `buf` is a multiple of the block size (Settings::validate), so blocks never straddle reads.
     let chunk = buf.len().max(BLOCK_SIZE as usize) as u32;
-    let mut pos = 0u32;
+    let mut pos = sha1_pos.min(first_missing);
     while pos < size {
         let n = chunk.min(size - pos);
         let data = buf.get_mut(..n as usize).ok_or(Error::InvalidSetting {
@@ -46,17 +73,24 @@ pub(crate) fn check_piece<B: Backend + ?Sized>(
             reason: "hash buffer smaller than a block",
         })?;
         read_range(layout, backend, piece, pos, data)?;
-        if let Some(h) = &mut sha1 {
-            h.update(&*data);
-        }
-        if let Some(v) = &v2
-            && pos < v.data_len
-        {
-            let file_part = &data[..(v.data_len - pos).min(n) as usize];
-            leaves.extend(file_part.chunks(BLOCK_SIZE as usize).map(leaf_hash));
+        let mut at = pos;
+        for block in data.chunks(BLOCK_SIZE as usize) {
+            if let Some(h) = &mut sha1
+                && at >= sha1_pos
+            {
+                h.update(block);
+            }
+            if at < v2_len
+                && let Some(slot @ None) = leaves.get_mut((at / BLOCK_SIZE) as usize)
+            {
+                *slot = Some(leaf_hash(&block[..(v2_len - at).min(block.len() as u32) as usize]));
+            }
+            at += block.len() as u32;
         }
         pos += n;
     }
+    // Every slot from `first_missing` on was filled by the reads above.
+    let leaves: Vec<MerkleHash> = leaves.into_iter().map(Option::unwrap_or_default).collect();
     let v1_ok = match (sha1, v1) {
         (Some(h), Some(want)) => h.finalize().as_slice() == want,
         _ => true,
