@@ -1,7 +1,8 @@
 //! The tokio engine: sessions, torrents, connections.
 //!
-//! One task per connection reads the socket, runs the [`Peer`] state machine and writes
-//! blocks to storage straight from the read buffer; a writer task per connection sends
+//! One task per connection reads the socket, runs the [`Peer`] state machine and hands
+//! blocks (slices of the read buffer, no copy) to the torrent's disk threads, which write and
+//! hash them (see `DiskWriter`); a writer task per connection sends
 //! messages and serves blocks (read from storage just before they are written, header and
 //! payload in one vectored write). A control task per torrent receives verification
 //! results from storage's hashing threads, announces `have`s, chokes and unchokes, dials
@@ -17,8 +18,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use piecework_metainfo::merkle::MerkleHash;
-use piecework_metainfo::{Bitfield, BlockRef, InfoHashV1, InfoHashes, Magnet, Metainfo, PieceIndex, Version};
-use piecework_storage::{FileBackend, Layout, PieceVerdict, Storage, WriteOutcome};
+use piecework_metainfo::{
+    BLOCK_SIZE, Bitfield, BlockRef, InfoHashV1, InfoHashes, Magnet, Metainfo, PieceIndex, Version,
+};
+use piecework_storage::{FileBackend, Layout, PieceVerdict, Storage};
 use piecework_wire::{Decoder, Feature, Handshake, Message, MetadataMessage, PeerId, Reserved};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -181,6 +184,7 @@ struct PeerCounters {
 struct MetaState {
     picker: Picker,
     storage: Arc<Store>,
+    disk: Arc<DiskWriter>,
     info: Bytes,
     total_bytes: u64,
     /// Payload bytes of each piece (its size without pad-file bytes).
@@ -265,6 +269,10 @@ pub(crate) struct TorrentShared {
 impl TorrentShared {
     fn storage(&self) -> Option<Arc<Store>> {
         lock(&self.state).meta.as_ref().map(|m| m.storage.clone())
+    }
+
+    fn disk(&self) -> Option<Arc<DiskWriter>> {
+        lock(&self.state).meta.as_ref().map(|m| m.disk.clone())
     }
 
     fn reserved(&self) -> Reserved {
@@ -559,10 +567,13 @@ impl TorrentHandle {
             for p in st.peers.values() {
                 let _ = p.tx.send(PeerCmd::Close);
             }
-            st.meta.as_ref().map(|m| m.storage.clone())
+            st.meta.as_ref().map(|m| (m.storage.clone(), m.disk.clone()))
         };
         self.shared.stop.send_replace(true);
-        if let Some(storage) = storage {
+        if let Some((storage, disk)) = storage {
+            // Blocks already received are written (and their pieces verified) before the
+            // resume data is saved.
+            disk.drain(Duration::from_secs(30)).await;
             let resume = self.shared.resume_file.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 storage.wait_idle(Duration::from_secs(30));
@@ -689,8 +700,9 @@ fn init_metadata(shared: &Arc<TorrentShared>, torrent: &[u8]) -> Result<(), Erro
             })
             .map_err(Error::io("spawn verdict thread"))?;
     }
+    let disk = DiskWriter::start(storage.clone(), Arc::downgrade(shared))?;
     let mut st = lock(&shared.state);
-    st.meta = Some(MetaState { picker, storage, info, total_bytes, payload });
+    st.meta = Some(MetaState { picker, storage, disk, info, total_bytes, payload });
     st.fetch = None;
     st.trees.extend(trees);
     st.pending_info = None;
@@ -1055,6 +1067,7 @@ async fn peer_loop(
     }
     let mut stop = torrent.stop.subscribe();
     let mut served_seen = 0usize;
+    let mut jobs = Vec::new();
     let result: Result<(), Error> = async {
         loop {
             // Decode whatever is buffered.
@@ -1071,7 +1084,15 @@ async fn peer_loop(
             let served = counters.served.load(Ordering::Relaxed);
             peer.served(served - served_seen);
             served_seen = served;
-            process_events(torrent, key, &mut peer, &mut decoder, &out_tx, now)?;
+            process_events(torrent, key, &mut peer, &mut decoder, &out_tx, &mut jobs, now)?;
+            if !jobs.is_empty() {
+                // Waits when the disk threads are behind, so the socket is read no faster than
+                // the disk takes the data.
+                let disk = torrent.disk().ok_or(Error::Shutdown)?;
+                for job in jobs.drain(..) {
+                    disk.send(job).await?;
+                }
+            }
             flush(&mut peer, &out_tx, now)?;
             if buf.capacity() - buf.len() < settings.read_buffer / 4 {
                 buf.reserve(settings.read_buffer);
@@ -1190,12 +1211,14 @@ fn update_interest(torrent: &Arc<TorrentShared>, peer: &mut Peer) {
     peer.set_interested(want);
 }
 
+#[allow(clippy::too_many_arguments)]
 fn process_events(
     torrent: &Arc<TorrentShared>,
     key: PeerKey,
     peer: &mut Peer,
     decoder: &mut Decoder,
     out: &mpsc::UnboundedSender<Out>,
+    jobs: &mut Vec<WriteJob>,
     now: Instant,
 ) -> Result<(), Error> {
     let _ = decoder;
@@ -1311,32 +1334,114 @@ fn process_events(
         }
         return Err(Error::Protocol { rule: "both sides are seeds" });
     }
-    // Blocks go to disk from the read buffer, outside the torrent lock.
-    if !writes.is_empty()
-        && let Some(storage) = torrent.storage()
-    {
-        for (b, data) in writes {
-            match storage.write_block(b.piece, b.offset, &data) {
-                Ok(WriteOutcome::Stored | WriteOutcome::PieceComplete | WriteOutcome::Duplicate) => {}
-                Ok(_) => {}
-                Err(e) => {
-                    warn!(error = %e, "writing a block failed");
-                    if let Some(m) = lock(&torrent.state).meta.as_mut() {
-                        m.picker.unreceive(b);
-                    }
-                    if e.is_environment() {
-                        *lock(&torrent.fatal) = Some(e.to_string());
-                        return Err(Error::Storage(e));
-                    }
-                }
-            }
+    // Consecutive blocks of a piece go to disk together (one vectored write); the writes
+    // themselves happen on the disk threads, see `DiskWriter`.
+    let mut rest = writes.into_iter().peekable();
+    while let Some(first) = rest.next() {
+        let (piece, offset) = (first.0.piece, first.0.offset);
+        let mut blocks = vec![first];
+        while let Some((b, _)) = rest.peek()
+            && b.piece == piece
+            && u64::from(b.offset) == u64::from(offset) + blocks.len() as u64 * u64::from(BLOCK_SIZE)
+            && blocks.len() < MAX_WRITE_RUN
+        {
+            blocks.extend(rest.next());
         }
+        jobs.push(WriteJob { key, piece, offset, blocks });
     }
     if interest_changed {
         update_interest(torrent, peer);
     }
     request_more(torrent, key, peer, now);
     Ok(())
+}
+
+/// Most blocks handed to storage in one write (1 MiB).
+const MAX_WRITE_RUN: usize = 64;
+
+/// Write jobs queued per disk thread before the socket tasks wait (each job holds at most
+/// one read buffer's worth of blocks).
+const DISK_QUEUE: usize = 16;
+
+/// Consecutive blocks of one piece, received from one peer, on their way to storage.
+struct WriteJob {
+    key: PeerKey,
+    piece: PieceIndex,
+    offset: u32,
+    blocks: Vec<(BlockRef, Bytes)>,
+}
+
+/// Writes received blocks on threads of their own (one per hashing thread), so a socket task
+/// goes back to reading while its blocks are written and hashed. A piece always goes to the
+/// same thread, so its blocks reach storage in the order they came and storage hashes them
+/// as they are written instead of reading the piece back.
+struct DiskWriter {
+    queues: Vec<mpsc::Sender<WriteJob>>,
+    /// Jobs queued or being written.
+    pending: Arc<AtomicUsize>,
+}
+
+impl DiskWriter {
+    /// The threads end when the writer is dropped (with the torrent's metadata).
+    fn start(storage: Arc<Store>, torrent: std::sync::Weak<TorrentShared>) -> Result<Arc<Self>, Error> {
+        let n = storage.settings().effective_hash_threads().max(1);
+        let pending = Arc::new(AtomicUsize::new(0));
+        let mut queues = Vec::with_capacity(n);
+        for i in 0..n {
+            let (tx, mut rx) = mpsc::channel::<WriteJob>(DISK_QUEUE);
+            let (storage, torrent, pending) = (storage.clone(), torrent.clone(), pending.clone());
+            std::thread::Builder::new()
+                .name(format!("piecework-disk-{i}"))
+                .spawn(move || {
+                    while let Some(job) = rx.blocking_recv() {
+                        write_job(&storage, &torrent, job);
+                        pending.fetch_sub(1, Ordering::AcqRel);
+                    }
+                })
+                .map_err(Error::io("spawn disk thread"))?;
+            queues.push(tx);
+        }
+        Ok(Arc::new(Self { queues, pending }))
+    }
+
+    async fn send(&self, job: WriteJob) -> Result<(), Error> {
+        let q = self.queues.get(job.piece.as_usize() % self.queues.len()).ok_or(Error::Shutdown)?;
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        if q.send(job).await.is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::Shutdown);
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the queued blocks to be written.
+    async fn drain(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.pending.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Runs on a disk thread. A block that cannot be written goes back to the picker; a storage
+/// environment error (disk full, ...) is fatal and closes the peer's connection.
+fn write_job(storage: &Store, torrent: &std::sync::Weak<TorrentShared>, job: WriteJob) {
+    let slices: Vec<&[u8]> = job.blocks.iter().map(|(_, d)| &d[..]).collect();
+    let Err(e) = storage.write_blocks(job.piece, job.offset, &slices) else { return };
+    warn!(error = %e, "writing a block failed");
+    let Some(torrent) = torrent.upgrade() else { return };
+    let mut st = lock(&torrent.state);
+    if let Some(m) = st.meta.as_mut() {
+        for (b, _) in &job.blocks {
+            m.picker.unreceive(*b);
+        }
+    }
+    if e.is_environment() {
+        *lock(&torrent.fatal) = Some(e.to_string());
+        if let Some(p) = st.peers.get(&job.key) {
+            let _ = p.tx.send(PeerCmd::Close);
+        }
+    }
 }
 
 /// Hash requests kept outstanding at one peer (libtorrent keeps two).

@@ -196,6 +196,12 @@ impl Picker {
                 c.0 = 0;
             }
         }
+        // Each piece gives at least one block, so at most `max` of them are used: only those
+        // are sorted (a full sort per call cost more than the rest of picking).
+        if candidates.len() > max {
+            candidates.select_nth_unstable(max);
+            candidates.truncate(max);
+        }
         candidates.sort_unstable();
         for (_, _, p) in candidates {
             let n = self.blocks_of(p);
