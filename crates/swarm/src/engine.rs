@@ -1101,8 +1101,9 @@ async fn peer_loop(
                 handshaken = true;
             }
             if handshaken {
-                while let Some(msg) = decoder.decode(&mut buf)? {
-                    peer.handle_message(now, msg)?;
+                // A read often brings many requests: `drain` trims the buffer once for them.
+                for msg in decoder.drain(&mut buf) {
+                    peer.handle_message(now, msg?)?;
                 }
             }
             let served = counters.served.load(Ordering::Relaxed);
