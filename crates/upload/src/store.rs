@@ -2,19 +2,26 @@
 //!
 //! # Durability (fsync policy)
 //!
-//! [`FileStore`] writes PATCH bodies straight to `<id>.bin` through a small
-//! buffer. The server advances an offset only after [`StoreWriter::sync`]
-//! (`fdatasync` of the data) returned. State changes (creation, length,
+//! [`FileStore`] writes PATCH bodies straight to `<id>.bin`. A durable store
+//! writes whole aligned 4 KiB blocks with `O_DIRECT` (from a thread per
+//! writer, a few 1 MiB buffers deep, so disk writes overlap hashing), and the
+//! few unaligned bytes at either end of a body through the page cache;
+//! where the filesystem refuses `O_DIRECT` (tmpfs), everything goes through
+//! the page cache with a small buffer. The server advances an offset only
+//! after [`StoreWriter::sync`] (`fdatasync`, which covers both paths)
+//! returned. State changes (creation, length,
 //! completion) go to `<id>.info` by write, fsync, rename, fsync of the
 //! directory. Plain progress goes to a 24-byte checksummed record `<id>.off`
 //! written in place *without* fsync: after a power cut it can only be older
 //! than the truth (it is written after the data it counts is durable), so the
 //! offset reported after a restart may be smaller, never larger, than the
 //! durable bytes; a torn record fails its checksum and is ignored. That is one
-//! `fdatasync` per PATCH before its offset moves, plus background ones (every
-//! 16 MiB written, one at a time) so writeback overlaps the transfer; those
-//! never move the offset. Bytes past the offset (from a crash mid-PATCH) are
-//! cut off when the upload is opened again.
+//! `fdatasync` per PATCH before its offset moves (with `O_DIRECT` the data is
+//! already on the device by then, and the sync flushes its cache and the file
+//! size: about 0.2 ms here; through the page cache, background syncs every
+//! 16 MiB written overlap writeback with the transfer, and never move the
+//! offset). Bytes past the offset (from a crash mid-PATCH) are cut off when
+//! the upload is opened again.
 //!
 //! [`FileStore::without_fsync`] drops the `fsync` calls (for tmpfs, tests and
 //! benchmarks): a process crash still loses nothing acknowledged, since the
@@ -267,6 +274,9 @@ impl Store for MemoryStore {
 pub struct FileStore {
     dir: PathBuf,
     durable: bool,
+    direct: bool,
+    /// Idle `O_DIRECT` buffers, so a PATCH does not fault in fresh ones.
+    pool: BufferPool,
 }
 
 const PROGRESS_MAGIC: &[u8; 4] = b"PWOF";
@@ -279,13 +289,21 @@ impl FileStore {
     /// Opens (creating if needed) a store in `dir`.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, Error> {
         std::fs::create_dir_all(dir.as_ref())?;
-        Ok(Self { dir: dir.as_ref().to_owned(), durable: true })
+        Ok(Self { dir: dir.as_ref().to_owned(), durable: true, direct: true, pool: BufferPool::default() })
     }
 
     /// The same store without `fsync` (see the module docs for what that
     /// gives up). Default is durable.
     pub fn without_fsync(mut self) -> Self {
         self.durable = false;
+        self
+    }
+
+    /// The same store writing bodies through the page cache even where
+    /// `O_DIRECT` works (see [`FileWriter`]; for comparisons). Default: a
+    /// durable store bypasses the page cache for whole aligned blocks.
+    pub fn without_direct_io(mut self) -> Self {
+        self.direct = false;
         self
     }
 
@@ -343,6 +361,18 @@ impl FileStore {
 /// Writer of [`FileStore`].
 #[derive(Debug)]
 pub struct FileWriter {
+    inner: WriterKind,
+}
+
+#[derive(Debug)]
+enum WriterKind {
+    Buffered(BufferedWriter),
+    Direct(DirectWriter),
+}
+
+/// Page-cache writes (no `fsync`, or no `O_DIRECT` on this filesystem).
+#[derive(Debug)]
+struct BufferedWriter {
     file: std::io::BufWriter<std::fs::File>,
     durable: bool,
     /// Bytes written since the last background flush started.
@@ -356,32 +386,50 @@ pub struct FileWriter {
     flusher: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
 
-/// A durable writer starts a background `fdatasync` every this many bytes
-/// (if the last one has finished), so the disk writes back while the body
-/// still streams in and the final sync before the offset moves has little
-/// left to do. (2 MiB was tried: no difference in an ABBA comparison.)
+/// A durable buffered writer starts a background `fdatasync` every this many
+/// bytes (if the last one has finished), so the disk writes back while the
+/// body still streams in and the final sync before the offset moves has
+/// little left to do. (2 MiB was tried: no difference in an ABBA comparison.)
 const BACKGROUND_SYNC: u64 = 16 << 20;
 
 impl FileWriter {
-    fn new(file: std::fs::File, durable: bool) -> Self {
+    fn new(
+        file: std::fs::File,
+        durable: bool,
+        direct: Option<std::fs::File>,
+        offset: u64,
+        pool: &BufferPool,
+    ) -> Self {
+        if let Some(direct) = direct
+            && let Some(d) = DirectWriter::new(direct, &file, offset, pool.clone())
+        {
+            return Self { inner: WriterKind::Direct(d) };
+        }
         Self {
-            file: std::io::BufWriter::with_capacity(WRITE_BUFFER, file),
-            durable,
-            unflushed: 0,
-            dirty: true,
-            flusher: None,
+            inner: WriterKind::Buffered(BufferedWriter {
+                file: std::io::BufWriter::with_capacity(WRITE_BUFFER, file),
+                durable,
+                unflushed: 0,
+                dirty: true,
+                flusher: None,
+            }),
         }
     }
 
+    /// True if bytes bypass the page cache (`O_DIRECT`).
+    pub fn is_direct(&self) -> bool {
+        matches!(self.inner, WriterKind::Direct(_))
+    }
+}
+
+impl BufferedWriter {
     fn join_flusher(&mut self) -> Result<(), Error> {
         if let Some(h) = self.flusher.take() {
             h.join().map_err(|_| Error::InvalidState("background sync panicked"))??;
         }
         Ok(())
     }
-}
 
-impl StoreWriter for FileWriter {
     fn write_all(&mut self, data: &[u8]) -> Result<(), Error> {
         self.dirty = true;
         self.file.write_all(data)?;
@@ -399,6 +447,7 @@ impl StoreWriter for FileWriter {
         }
         Ok(())
     }
+
     fn sync(&mut self) -> Result<(), Error> {
         self.file.flush()?;
         self.join_flusher()?;
@@ -408,6 +457,320 @@ impl StoreWriter for FileWriter {
         self.dirty = false;
         Ok(())
     }
+}
+
+/// File offsets and buffer addresses of `O_DIRECT` writes are multiples of
+/// this (covers 512-byte and 4 KiB logical blocks).
+const DIRECT_ALIGN: usize = 4096;
+/// One `O_DIRECT` write; a multiple of [`DIRECT_ALIGN`].
+const DIRECT_BUFFER: usize = 1 << 20;
+/// Buffers per writer: one filling while the others are on their way to the
+/// disk, so hashing and disk writes overlap.
+const DIRECT_BUFFERS: usize = 3;
+/// Idle buffers a store keeps for its next writers (bounds idle memory).
+const POOL_BUFFERS: usize = 2 * DIRECT_BUFFERS;
+
+type BufferPool = Arc<Mutex<Vec<AlignedBuf>>>;
+
+/// A [`DIRECT_BUFFER`] whose bytes sit in memory at the same offset modulo
+/// [`DIRECT_ALIGN`] as in the file, so its aligned middle can go to an
+/// `O_DIRECT` write as it is.
+struct AlignedBuf {
+    raw: Vec<u8>,
+    /// Index in `raw` of an aligned address.
+    base: usize,
+    /// File offset of `raw[base]`: a multiple of [`DIRECT_ALIGN`].
+    file_base: u64,
+    /// Bytes are `raw[base + lead .. base + fill]`; `lead < DIRECT_ALIGN`.
+    lead: usize,
+    fill: usize,
+}
+
+impl std::fmt::Debug for AlignedBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlignedBuf").field("file_base", &self.file_base).field("fill", &self.fill).finish()
+    }
+}
+
+impl AlignedBuf {
+    fn new() -> Self {
+        let raw = vec![0u8; DIRECT_BUFFER + DIRECT_ALIGN];
+        let base = raw.as_ptr().align_offset(DIRECT_ALIGN).min(DIRECT_ALIGN);
+        Self { raw, base, file_base: 0, lead: 0, fill: 0 }
+    }
+
+    /// Empties the buffer so its next byte lands at file offset `pos`.
+    fn reset(&mut self, pos: u64) {
+        let lead = (pos % DIRECT_ALIGN as u64) as usize;
+        self.file_base = pos - lead as u64;
+        self.lead = lead;
+        self.fill = lead;
+    }
+
+    /// Copies in as much of `data` as fits; returns how much.
+    fn append(&mut self, data: &[u8]) -> usize {
+        let room = self.slice_mut(self.fill, DIRECT_BUFFER);
+        let n = room.len().min(data.len());
+        room[..n].copy_from_slice(&data[..n]);
+        self.fill += n;
+        n
+    }
+
+    fn is_full(&self) -> bool {
+        self.fill == DIRECT_BUFFER
+    }
+
+    fn is_empty(&self) -> bool {
+        self.fill == self.lead
+    }
+
+    fn slice(&self, from: usize, to: usize) -> &[u8] {
+        self.raw.get(self.base + from..self.base + to).unwrap_or(&[])
+    }
+
+    fn slice_mut(&mut self, from: usize, to: usize) -> &mut [u8] {
+        self.raw.get_mut(self.base + from..self.base + to).unwrap_or(&mut [])
+    }
+}
+
+enum DirectJob {
+    Write(AlignedBuf),
+    Sync(std::sync::mpsc::SyncSender<std::io::Result<()>>),
+}
+
+/// Durable writer that bypasses the page cache: whole aligned blocks go to
+/// the disk with `O_DIRECT` from a thread of its own while the caller hashes
+/// the next buffer, and the few unaligned bytes at either end of a body go
+/// through the page cache. That saves the copy into the page cache and the
+/// writeback later (about a third of the server's CPU per GiB here), and the
+/// `fdatasync` before the offset moves has only the device cache and the
+/// size left to flush instead of the whole body.
+#[derive(Debug)]
+struct DirectWriter {
+    cur: Option<AlignedBuf>,
+    /// File offset of the next byte.
+    pos: u64,
+    /// Buffers taken from the pool or allocated (at most [`DIRECT_BUFFERS`]).
+    allocated: usize,
+    pool: BufferPool,
+    jobs: Option<std::sync::mpsc::SyncSender<DirectJob>>,
+    spare: std::sync::mpsc::Receiver<AlignedBuf>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    /// Written (or just opened) since the last sync; see [`BufferedWriter`].
+    dirty: bool,
+}
+
+impl std::fmt::Debug for DirectJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DirectJob::Write(_) => "Write",
+            DirectJob::Sync(_) => "Sync",
+        })
+    }
+}
+
+impl DirectWriter {
+    /// `None` if the I/O thread cannot start (the caller writes buffered).
+    fn new(direct: std::fs::File, buffered: &std::fs::File, pos: u64, pool: BufferPool) -> Option<Self> {
+        let buffered = buffered.try_clone().ok()?;
+        let (jobs, rx) = std::sync::mpsc::sync_channel(DIRECT_BUFFERS);
+        let (give_back, spare) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("upload-direct-io".into())
+            .spawn(move || direct_io_loop(&direct, &buffered, &rx, &give_back))
+            .ok()?;
+        let mut first = take_buffer(&pool);
+        first.reset(pos);
+        Some(Self {
+            cur: Some(first),
+            pos,
+            allocated: 1,
+            pool,
+            jobs: Some(jobs),
+            spare,
+            thread: Some(thread),
+            dirty: true,
+        })
+    }
+
+    /// The I/O thread's error once it has stopped (it stops only on one).
+    fn failed(&mut self) -> Error {
+        self.jobs = None;
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(Err(e))) => Error::Io(e),
+            Some(Err(_)) => Error::InvalidState("direct I/O thread panicked"),
+            _ => Error::InvalidState("direct I/O thread stopped"),
+        }
+    }
+
+    fn send(&mut self, job: DirectJob) -> Result<(), Error> {
+        match self.jobs.as_ref().map(|j| j.send(job)) {
+            Some(Ok(())) => Ok(()),
+            _ => Err(self.failed()),
+        }
+    }
+
+    /// Hands the current buffer to the I/O thread and takes an empty one.
+    fn ship(&mut self) -> Result<(), Error> {
+        let Some(buf) = self.cur.take() else { return Err(self.failed()) };
+        if buf.is_empty() {
+            self.cur = Some(buf);
+            return Ok(());
+        }
+        self.send(DirectJob::Write(buf))?;
+        let mut next = if self.allocated < DIRECT_BUFFERS {
+            self.allocated += 1;
+            take_buffer(&self.pool)
+        } else {
+            match self.spare.recv() {
+                Ok(b) => b,
+                Err(_) => return Err(self.failed()),
+            }
+        };
+        next.reset(self.pos);
+        self.cur = Some(next);
+        Ok(())
+    }
+
+    fn write_all(&mut self, mut data: &[u8]) -> Result<(), Error> {
+        self.dirty = true;
+        while !data.is_empty() {
+            let Some(buf) = self.cur.as_mut() else { return Err(self.failed()) };
+            let n = buf.append(data);
+            let full = buf.is_full();
+            self.pos += n as u64;
+            data = data.get(n..).unwrap_or(&[]);
+            if full {
+                self.ship()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), Error> {
+        if !self.dirty {
+            return Ok(());
+        }
+        self.ship()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.send(DirectJob::Sync(tx))?;
+        match rx.recv() {
+            Ok(r) => r?,
+            Err(_) => return Err(self.failed()),
+        }
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+impl Drop for DirectWriter {
+    /// Like `BufWriter`, writes what is buffered, and returns only once the
+    /// I/O thread is done, so a truncate after the drop is final.
+    fn drop(&mut self) {
+        if let Some(buf) = self.cur.take_if(|b| !b.is_empty()) {
+            let _ = self.send(DirectJob::Write(buf));
+        }
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        // Every buffer is back: in `cur` or returned by the finished thread.
+        let mut pool = self.pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for buf in self.cur.take().into_iter().chain(self.spare.try_iter()) {
+            if pool.len() < POOL_BUFFERS {
+                pool.push(buf);
+            }
+        }
+    }
+}
+
+fn take_buffer(pool: &BufferPool) -> AlignedBuf {
+    let idle = pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+    idle.unwrap_or_else(AlignedBuf::new)
+}
+
+/// The I/O thread of a [`DirectWriter`]: writes buffers in order, syncs on
+/// request, stops at the first error (the writer then reports it).
+fn direct_io_loop(
+    direct: &std::fs::File,
+    buffered: &std::fs::File,
+    jobs: &std::sync::mpsc::Receiver<DirectJob>,
+    give_back: &std::sync::mpsc::Sender<AlignedBuf>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt as _;
+    let mut use_direct = true;
+    for job in jobs {
+        match job {
+            DirectJob::Write(buf) => {
+                let end = buf.fill;
+                // The aligned middle: whole blocks at aligned file offsets.
+                let mid_from = buf.lead.next_multiple_of(DIRECT_ALIGN).min(end);
+                let mid_to = (end - end % DIRECT_ALIGN).max(mid_from);
+                let at = |i: usize| buf.file_base + i as u64;
+                if mid_from > buf.lead {
+                    buffered.write_all_at(buf.slice(buf.lead, mid_from), at(buf.lead))?;
+                }
+                if mid_to > mid_from {
+                    let mid = buf.slice(mid_from, mid_to);
+                    let r = if use_direct { direct.write_all_at(mid, at(mid_from)) } else { Ok(()) };
+                    match r {
+                        Ok(()) if use_direct => {}
+                        // EINVAL: the device wants a larger alignment than
+                        // ours; go on through the page cache.
+                        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                            use_direct = false;
+                            buffered.write_all_at(mid, at(mid_from))?;
+                        }
+                        Err(e) => return Err(e),
+                        Ok(()) => buffered.write_all_at(mid, at(mid_from))?,
+                    }
+                }
+                if end > mid_to {
+                    buffered.write_all_at(buf.slice(mid_to, end), at(mid_to))?;
+                }
+                let _ = give_back.send(buf);
+            }
+            DirectJob::Sync(reply) => {
+                // Both handles share the inode: one `fdatasync` covers them.
+                let r = buffered.sync_data();
+                let failed = r.as_ref().err().map(|e| std::io::Error::new(e.kind(), e.to_string()));
+                let _ = reply.send(r);
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl StoreWriter for FileWriter {
+    fn write_all(&mut self, data: &[u8]) -> Result<(), Error> {
+        match &mut self.inner {
+            WriterKind::Buffered(w) => w.write_all(data),
+            WriterKind::Direct(w) => w.write_all(data),
+        }
+    }
+    fn sync(&mut self) -> Result<(), Error> {
+        match &mut self.inner {
+            WriterKind::Buffered(w) => w.sync(),
+            WriterKind::Direct(w) => w.sync(),
+        }
+    }
+}
+
+/// A second handle on the data file that bypasses the page cache, if the
+/// filesystem allows it (tmpfs does not).
+#[cfg(target_os = "linux")]
+fn open_direct(path: &Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let flags = i32::try_from(rustix::fs::OFlags::DIRECT.bits()).ok()?;
+    std::fs::OpenOptions::new().write(true).custom_flags(flags).open(path).ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_direct(_path: &Path) -> Option<std::fs::File> {
+    None
 }
 
 impl Store for FileStore {
@@ -479,7 +842,8 @@ impl Store for FileStore {
             })?;
         f.set_len(offset)?;
         f.seek(SeekFrom::Start(offset))?;
-        Ok(FileWriter::new(f, self.durable))
+        let direct = if self.durable && self.direct { open_direct(&self.data_path(id)) } else { None };
+        Ok(FileWriter::new(f, self.durable, direct, offset, &self.pool))
     }
     fn read_at(&self, id: &UploadId, offset: u64, buf: &mut [u8]) -> Result<usize, Error> {
         let mut f = std::fs::File::open(self.data_path(id))?;
@@ -600,6 +964,51 @@ mod tests {
         w.sync().unwrap();
         drop(w);
         assert_eq!(std::fs::read(s.data_path(&id)).unwrap(), data);
+    }
+
+    /// Bodies that start and end off the `O_DIRECT` alignment, in pieces
+    /// that straddle buffers, with syncs mid-body: every byte lands where it
+    /// belongs, whether the store bypasses the page cache or not.
+    #[test]
+    fn direct_and_buffered_writers_agree_at_unaligned_edges() {
+        let data: Vec<u8> =
+            (0..(2 * DIRECT_BUFFER + 3 * DIRECT_ALIGN + 77)).map(|i| (i % 251) as u8).collect();
+        for direct in [true, false] {
+            let (_dir, s, id) = fresh_upload();
+            let mut s = if direct { s } else { s.without_direct_io() };
+            let mut at = 0usize;
+            // Each "PATCH" opens a writer where the last one stopped.
+            for (len, piece) in
+                [(1usize, 1usize), (4095, 700), (DIRECT_BUFFER + 5000, 65_537), (usize::MAX, 300_007)]
+            {
+                let end = at.saturating_add(len).min(data.len());
+                let mut w = s.writer(&id, at as u64).unwrap();
+                // (tmpfs and the like refuse O_DIRECT: that writer falls back.)
+                if !direct {
+                    assert!(!w.is_direct());
+                }
+                for (i, c) in data[at..end].chunks(piece).enumerate() {
+                    w.write_all(c).unwrap();
+                    if i == 3 {
+                        w.sync().unwrap();
+                    }
+                }
+                w.sync().unwrap();
+                drop(w);
+                at = end;
+                assert_eq!(std::fs::read(s.data_path(&id)).unwrap(), data[..at], "direct {direct} at {at}");
+            }
+            // A writer dropped without sync still writes what it holds, and
+            // is done by the time a truncate runs.
+            let mut w = s.writer(&id, 10).unwrap();
+            w.write_all(&[7u8; 9000]).unwrap();
+            drop(w);
+            let mut want = data[..10].to_vec();
+            want.extend_from_slice(&[7u8; 9000]);
+            assert_eq!(std::fs::read(s.data_path(&id)).unwrap(), want);
+            s.truncate(&id, 5).unwrap();
+            assert_eq!(std::fs::read(s.data_path(&id)).unwrap(), data[..5]);
+        }
     }
 
     #[test]

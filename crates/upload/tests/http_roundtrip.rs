@@ -93,7 +93,7 @@ fn child_server_process() {
 #[test]
 fn server_sigkilled_mid_patch_then_resume() {
     let store = tempfile::tempdir().unwrap();
-    let bytes = data(2 * 1024 * 1024, 3);
+    let bytes = data(6 * 1024 * 1024, 3);
     let half = bytes.len() / 2;
     let rt = tokio::runtime::Runtime::new().unwrap();
     // First server life, in its own process: create, one good chunk, then a
@@ -128,10 +128,10 @@ fn server_sigkilled_mid_patch_then_resume() {
             bytes.len() - half
         );
         s.write_all(head.as_bytes()).await.unwrap();
-        s.write_all(&bytes[half..half + 400_000]).await.unwrap();
+        s.write_all(&bytes[half..half + 2_500_000]).await.unwrap();
         s.flush().await.unwrap();
-        // Wait until part of the body is on disk (past the write buffer) but
-        // not acknowledged.
+        // Wait until part of the body is on disk (past the write buffers: two
+        // 1 MiB O_DIRECT ones fill) but not acknowledged.
         let bin = store.path().join(format!("{}.bin", id_of(&loc)));
         let mut on_disk = 0;
         for _ in 0..500 {
