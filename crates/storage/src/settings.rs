@@ -44,6 +44,12 @@ pub struct Settings {
     /// Create the directories a file needs (default `true`). With `false`, a missing directory
     /// is an error.
     pub create_directories: bool,
+    /// Hash blocks in the thread that writes them, while they are in its cache: every v2 leaf,
+    /// and the piece's SHA-1 while its blocks arrive in order, so a piece need not be read back
+    /// to be verified (default `false`). Worth it when several threads write (as the swarm
+    /// engine's disk threads do); with one writing thread, leave it off and the hashing threads
+    /// verify pieces in parallel with the writes.
+    pub hash_on_write: bool,
 }
 
 impl Default for Settings {
@@ -56,6 +62,7 @@ impl Default for Settings {
             spot_checks: 0,
             max_resume_size: 64 << 20,
             create_directories: true,
+            hash_on_write: false,
         }
     }
 }

@@ -283,8 +283,9 @@ impl<B: Backend + 'static> Storage<B> {
     /// the piece's last missing block, else `Stored` if it wrote any, else `Duplicate`. After a
     /// backend error none of the blocks count as written.
     ///
-    /// Blocks written in order are hashed here, while they are in the CPU cache, so the
-    /// piece's verification need not read them back.
+    /// With [`Settings::hash_on_write`], blocks are hashed here while they are in the CPU
+    /// cache (the SHA-1 while they arrive in order), so the piece's verification need not read
+    /// them back.
     pub fn write_blocks(
         &self,
         piece: PieceIndex,
@@ -341,7 +342,12 @@ impl<B: Backend + 'static> Storage<B> {
                 .collect();
             let Some(lead) = mine.iter().position(|&m| m) else { return Ok(WriteOutcome::Duplicate) };
             // The running SHA-1 comes along if this call's first block is the one it waits for.
-            let sha1 = if p.sha1_pos == offset + lead as u32 * BLOCK_SIZE { p.sha1.take() } else { None };
+            let on_write = self.settings().hash_on_write;
+            let sha1 = if on_write && p.sha1_pos == offset + lead as u32 * BLOCK_SIZE {
+                p.sha1.take()
+            } else {
+                None
+            };
             (mine, p.id, sha1)
         };
         let mut written = Ok(());
@@ -361,7 +367,7 @@ impl<B: Backend + 'static> Storage<B> {
         // Hashed after the write succeeded, so the hashes always describe what is on disk.
         let mut sha1_pos = 0;
         let mut leaves = Vec::new();
-        if written.is_ok() {
+        if written.is_ok() && self.settings().hash_on_write {
             let v2_len = layout.v2_piece(piece).map_or(0, |v| v.data_len);
             let mut at = offset;
             sha1_pos = offset + mine.iter().take_while(|&&m| !m).count() as u32 * BLOCK_SIZE;

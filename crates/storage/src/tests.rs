@@ -408,8 +408,8 @@ proptest! {
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
-    /// Blocks written in runs with `write_blocks`, in order (hashed as they are written) or with
-    /// two runs swapped (the rest read back): a piece verifies exactly when its file bytes are
+    /// Blocks written in runs with `write_blocks`, in order (hashed as they are written, with
+    /// `hash_on_write`) or with two runs swapped (the rest read back): a piece verifies exactly when its file bytes are
     /// right. Garbage where a pad file lies does not count: pad bytes read back as zeros.
     #[test]
     fn streamed_hashes_agree_with_reading_back(
@@ -418,12 +418,14 @@ proptest! {
         runs in proptest::collection::vec(1usize..5, 16),
         swap in proptest::collection::vec(any::<bool>(), 16),
         corrupt in proptest::collection::vec(0u8..5, 16),
+        on_write in any::<bool>(),
     ) {
         let fx = fixture(ALL[v], 65536, &sizes);
         let meta = Metainfo::parse(&fx.torrent).unwrap();
         let layout = Layout::from_metainfo(&meta).unwrap();
         let space = piece_space(&meta, &fx);
-        let s = Storage::new(layout.clone(), MemoryBackend::new(&layout), Settings::default()).unwrap();
+        let settings = Settings { hash_on_write: on_write, ..Settings::default() };
+        let s = Storage::new(layout.clone(), MemoryBackend::new(&layout), settings).unwrap();
         let mut bad_piece = vec![false; layout.piece_count() as usize];
         for p in 0..layout.piece_count() {
             let piece = PieceIndex::new(p);

@@ -97,7 +97,8 @@ pub struct Settings {
     /// Storage settings (hashing threads, file descriptors, ...). Unlike storage's own
     /// default, files are preallocated ([`preallocate`](piecework_storage::Settings::preallocate)):
     /// on ext4, writing into allocated blocks took a third of the kernel time of filling a
-    /// sparse file, and a full disk shows up before the download starts.
+    /// sparse file, and a full disk shows up before the download starts. Blocks are hashed by
+    /// the disk threads that write them ([`hash_on_write`](piecework_storage::Settings::hash_on_write)).
     pub storage: piecework_storage::Settings,
     /// Save resume data every this often while downloading (and at shutdown).
     pub resume_interval: Duration,
@@ -126,6 +127,7 @@ impl Default for Settings {
             storage: {
                 let mut s = piecework_storage::Settings::default();
                 s.preallocate = true;
+                s.hash_on_write = true;
                 s
             },
             resume_interval: Duration::from_secs(30),
