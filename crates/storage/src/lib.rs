@@ -13,11 +13,11 @@
 //!   implement the trait; see `examples/storage_custom_backend.rs`.
 //! - **Verification** ([`Storage`]): 16 KiB blocks arrive in any order; a complete piece is
 //!   checked on a pool of worker threads: SHA-1 for v1 ([BEP 3]), the merkle tree against the
-//!   piece layer for v2, both for hybrid torrents. Blocks are hashed as they are written (the
-//!   v2 leaf of every block, the running SHA-1 while they come in order), so a piece that
-//!   arrived in order is verified without reading it back; the rest is read back. A piece is marked verified
-//!   only after its data is written and hashed; a failed piece's blocks are discarded and
-//!   named in the [`PieceVerdict`].
+//!   piece layer for v2, both for hybrid torrents. With [`Settings::hash_on_write`], blocks
+//!   are hashed by the thread that writes them (the v2 leaf of every block, the running SHA-1
+//!   while they come in order), so a piece that arrived in order is verified without reading
+//!   it back. A piece is marked verified only after its data is written and hashed; a failed
+//!   piece's blocks are discarded and named in the [`PieceVerdict`].
 //! - **Resume** ([`ResumeData`]): a versioned bencoded file with the bitfield and each file's
 //!   size and mtime, written atomically. On load, pieces of changed files are re-hashed, plus
 //!   optional random spot checks.

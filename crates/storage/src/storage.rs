@@ -116,16 +116,17 @@ impl core::fmt::Debug for Partial {
 
 impl Partial {
     fn new(layout: &Layout, piece: PieceIndex, blocks: usize, id: u64) -> Self {
-        let leaves = layout.v2_piece(piece).map_or(0, |v| v.data_len.div_ceil(BLOCK_SIZE) as usize);
-        Self {
+        let mut p = Self {
             id,
             blocks: vec![BlockState::Missing; blocks],
             written: 0,
             hashing: false,
-            sha1: layout.v1_hash(piece).map(|_| Sha1::new()),
+            sha1: None,
             sha1_pos: 0,
-            leaves: vec![None; leaves],
-        }
+            leaves: Vec::new(),
+        };
+        p.reset_hashes(layout, piece);
+        p
     }
 
     /// Forgets the hashes taken so far (the blocks still written are read back instead).

@@ -1109,7 +1109,7 @@ async fn peer_loop(
             let served = counters.served.load(Ordering::Relaxed);
             peer.served(served - served_seen);
             served_seen = served;
-            process_events(torrent, key, &mut peer, &mut decoder, &out_tx, &mut jobs, now)?;
+            process_events(torrent, key, &mut peer, &out_tx, &mut jobs, now)?;
             if !jobs.is_empty() {
                 // Waits when the disk threads are behind, so the socket is read no faster than
                 // the disk takes the data.
@@ -1236,17 +1236,14 @@ fn update_interest(torrent: &Arc<TorrentShared>, peer: &mut Peer) {
     peer.set_interested(want);
 }
 
-#[allow(clippy::too_many_arguments)]
 fn process_events(
     torrent: &Arc<TorrentShared>,
     key: PeerKey,
     peer: &mut Peer,
-    decoder: &mut Decoder,
     out: &mpsc::UnboundedSender<Out>,
     jobs: &mut Vec<WriteJob>,
     now: Instant,
 ) -> Result<(), Error> {
-    let _ = decoder;
     let mut writes: Vec<(BlockRef, Bytes)> = Vec::new();
     let mut cancels: Vec<(PeerKey, BlockRef)> = Vec::new();
     let mut interest_changed = false;

@@ -38,11 +38,24 @@ fn root_dict<'d, 'a>(
     doc.root().as_dict().ok_or(Error::Extension { message, field: "payload" })
 }
 
+fn node_int(n: Node<'_, '_>, field: &'static str, message: &'static str) -> Result<i64, Error> {
+    n.as_int().ok_or(Error::Extension { message, field })
+}
+
+fn node_int_in<T: TryFrom<i64>>(
+    n: Node<'_, '_>,
+    field: &'static str,
+    message: &'static str,
+) -> Result<T, Error> {
+    T::try_from(node_int(n, field, message)?).map_err(|_| Error::Extension { message, field })
+}
+
+fn node_bytes<'a>(n: Node<'_, 'a>, field: &'static str, message: &'static str) -> Result<&'a [u8], Error> {
+    n.as_bytes().ok_or(Error::Extension { message, field })
+}
+
 fn int(d: &DictNode<'_, '_>, key: &'static str, message: &'static str) -> Result<Option<i64>, Error> {
-    match d.get(key.as_bytes()) {
-        None => Ok(None),
-        Some(n) => n.as_int().map(Some).ok_or(Error::Extension { message, field: key }),
-    }
+    d.get(key.as_bytes()).map(|n| node_int(n, key, message)).transpose()
 }
 
 fn int_in<T: TryFrom<i64>>(
@@ -50,10 +63,7 @@ fn int_in<T: TryFrom<i64>>(
     key: &'static str,
     message: &'static str,
 ) -> Result<Option<T>, Error> {
-    match int(d, key, message)? {
-        None => Ok(None),
-        Some(i) => T::try_from(i).map(Some).map_err(|_| Error::Extension { message, field: key }),
-    }
+    d.get(key.as_bytes()).map(|n| node_int_in(n, key, message)).transpose()
 }
 
 fn bytes_field<'a>(
@@ -61,10 +71,7 @@ fn bytes_field<'a>(
     key: &'static str,
     message: &'static str,
 ) -> Result<Option<&'a [u8]>, Error> {
-    match d.get(key.as_bytes()) {
-        None => Ok(None),
-        Some(n) => n.as_bytes().map(Some).ok_or(Error::Extension { message, field: key }),
-    }
+    d.get(key.as_bytes()).map(|n| node_bytes(n, key, message)).transpose()
 }
 
 /// The BEP 10 extension handshake (extended message id 0).
@@ -145,17 +152,11 @@ impl ExtendedHandshake {
     }
 
     /// Decodes a handshake payload with the given bencode options (limits, leniency).
-    pub fn decode_with<'a>(payload: &'a Bytes, opts: &DecodeOptions) -> Result<Self, Error> {
+    pub fn decode_with(payload: &Bytes, opts: &DecodeOptions) -> Result<Self, Error> {
         let doc = options(opts).decode(payload).map_err(|source| Error::Bencode { message: HS, source })?;
         let d = root_dict(&doc, HS)?;
         let mut hs = ExtendedHandshake::default();
         let bad = |field| Error::Extension { message: HS, field };
-        let int = |node: Node<'_, '_>, field| node.as_int().ok_or_else(|| bad(field));
-        fn int_in<T: TryFrom<i64>>(node: Node<'_, '_>, field: &'static str) -> Result<T, Error> {
-            let bad = || Error::Extension { message: HS, field };
-            node.as_int().ok_or_else(bad)?.try_into().map_err(|_| bad())
-        }
-        let bytes = |node: Node<'_, 'a>, field| node.as_bytes().ok_or_else(|| bad(field));
         let mut seen = FirstWins::new(d);
         for (key, node) in d.iter() {
             if !seen.first(key) {
@@ -173,20 +174,22 @@ impl ExtendedHandshake {
                         }
                     }
                 }
-                b"p" => hs.port = Some(int_in(node, "p")?),
-                b"v" => hs.client = Some(payload.slice_ref(bytes(node, "v")?)),
-                b"yourip" => hs.your_ip = Some(ip_from(bytes(node, "yourip")?).ok_or_else(|| bad("yourip"))?),
+                b"p" => hs.port = Some(node_int_in(node, "p", HS)?),
+                b"v" => hs.client = Some(payload.slice_ref(node_bytes(node, "v", HS)?)),
+                b"yourip" => {
+                    hs.your_ip = Some(ip_from(node_bytes(node, "yourip", HS)?).ok_or_else(|| bad("yourip"))?)
+                }
                 b"ipv4" => {
-                    let b = <[u8; 4]>::try_from(bytes(node, "ipv4")?).map_err(|_| bad("ipv4"))?;
+                    let b = <[u8; 4]>::try_from(node_bytes(node, "ipv4", HS)?).map_err(|_| bad("ipv4"))?;
                     hs.ipv4 = Some(Ipv4Addr::from(b));
                 }
                 b"ipv6" => {
-                    let b = <[u8; 16]>::try_from(bytes(node, "ipv6")?).map_err(|_| bad("ipv6"))?;
+                    let b = <[u8; 16]>::try_from(node_bytes(node, "ipv6", HS)?).map_err(|_| bad("ipv6"))?;
                     hs.ipv6 = Some(Ipv6Addr::from(b));
                 }
-                b"reqq" => hs.reqq = Some(int_in(node, "reqq")?),
-                b"metadata_size" => hs.metadata_size = Some(int_in(node, "metadata_size")?),
-                b"upload_only" => hs.upload_only = Some(int(node, "upload_only")?),
+                b"reqq" => hs.reqq = Some(node_int_in(node, "reqq", HS)?),
+                b"metadata_size" => hs.metadata_size = Some(node_int_in(node, "metadata_size", HS)?),
+                b"upload_only" => hs.upload_only = Some(node_int(node, "upload_only", HS)?),
                 _ => hs.unknown.push((payload.slice_ref(key), payload.slice_ref(node.raw()))),
             }
         }

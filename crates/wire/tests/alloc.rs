@@ -37,12 +37,13 @@ fn fixed_messages() -> Vec<Message> {
 /// this binary has exactly one test that runs both checks in turn.
 #[test]
 fn allocations_while_decoding() {
-    zero_allocations_per_non_piece_message();
-    zero_allocations_draining_non_piece_messages();
+    zero_allocations_per_non_piece_message(false);
+    zero_allocations_per_non_piece_message(true);
     payload_messages_share_the_read_buffer();
 }
 
-fn zero_allocations_draining_non_piece_messages() {
+/// Decodes many fixed-size messages with `decode` (one call per message) or with `drain`.
+fn zero_allocations_per_non_piece_message(drain: bool) {
     let msgs = fixed_messages();
     let rounds = 1000;
     let mut wire = BytesMut::new();
@@ -53,39 +54,24 @@ fn zero_allocations_draining_non_piece_messages() {
     }
     let mut d = Decoder::new();
     let mut decoded = 0usize;
-    let region = Region::new(GLOBAL);
-    for m in d.drain(&mut wire) {
-        assert!(m.unwrap().id() == msgs[decoded % msgs.len()].id());
-        decoded += 1;
-    }
-    let stats = region.change();
-    assert_eq!(decoded, rounds * msgs.len());
-    assert!(wire.is_empty());
-    assert_eq!(stats.allocations, 0, "{stats:?}");
-    assert_eq!(stats.reallocations, 0, "{stats:?}");
-}
-
-fn zero_allocations_per_non_piece_message() {
-    let msgs = fixed_messages();
-    let rounds = 1000;
-    let mut wire = BytesMut::new();
-    for _ in 0..rounds {
-        for m in &msgs {
-            m.encode(&mut wire).unwrap();
-        }
-    }
-    let mut d = Decoder::new();
-    let mut decoded = 0usize;
-    let region = Region::new(GLOBAL);
-    while let Some(m) = d.decode(&mut wire).unwrap() {
-        // Compare against the expected value without allocating.
+    // Compare against the expected value without allocating.
+    let mut check = |m: Message| {
         assert!(m.id() == msgs[decoded % msgs.len()].id());
         decoded += 1;
+    };
+    let region = Region::new(GLOBAL);
+    if drain {
+        d.drain(&mut wire).for_each(|m| check(m.unwrap()));
+    } else {
+        while let Some(m) = d.decode(&mut wire).unwrap() {
+            check(m);
+        }
     }
     let stats = region.change();
-    assert_eq!(decoded, rounds * msgs.len());
-    assert_eq!(stats.allocations, 0, "{stats:?}");
-    assert_eq!(stats.reallocations, 0, "{stats:?}");
+    assert_eq!(decoded, rounds * msgs.len(), "drain: {drain}");
+    assert!(wire.is_empty());
+    assert_eq!(stats.allocations, 0, "drain: {drain} {stats:?}");
+    assert_eq!(stats.reallocations, 0, "drain: {drain} {stats:?}");
 }
 
 fn payload_messages_share_the_read_buffer() {
