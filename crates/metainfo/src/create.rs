@@ -831,7 +831,7 @@ impl<'a> PieceHasher<'a> {
             h.update(data);
         }
         if let Some(l) = &mut self.leaves {
-            l.extend(data.chunks(BLOCK_SIZE as usize).map(merkle::leaf_hash));
+            l.extend(merkle::leaf_hashes(data));
         }
     }
 

@@ -86,6 +86,18 @@ pub fn leaf_hash(block: &[u8]) -> MerkleHash {
     Sha256::digest(block).into()
 }
 
+/// The leaf hashes of consecutive blocks (the last one may be short), two at a time: with
+/// the x86 SHA extensions that runs at about twice [`leaf_hash`]'s rate
+/// ([`piecework_sha256x2`]).
+pub fn leaf_hashes(data: &[u8]) -> piecework_sha256x2::Chunks<'_> {
+    piecework_sha256x2::digest_chunks(data, BLOCK_SIZE as usize)
+}
+
+/// The leaf hashes of two blocks of the same length, computed together (see [`leaf_hashes`]).
+pub fn leaf_hash_pair(a: &[u8], b: &[u8]) -> (MerkleHash, MerkleHash) {
+    piecework_sha256x2::digest_pair(a, b)
+}
+
 /// Number of 16 KiB blocks in a file.
 pub fn blocks_in(file_length: u64) -> u64 {
     file_length.div_ceil(u64::from(BLOCK_SIZE))
@@ -246,8 +258,11 @@ impl FileHasher {
         self.length += data.len() as u64;
         while !data.is_empty() {
             if self.block.is_empty() && data.len() >= BLOCK_SIZE as usize {
-                let (b, rest) = data.split_at(BLOCK_SIZE as usize);
-                self.push_leaf(leaf_hash(b));
+                let whole = data.len() - data.len() % BLOCK_SIZE as usize;
+                let (blocks, rest) = data.split_at(whole);
+                for leaf in leaf_hashes(blocks) {
+                    self.push_leaf(leaf);
+                }
                 data = rest;
                 continue;
             }

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use sha1::{Digest as _, Sha1};
 
-use piecework_metainfo::merkle::{MerkleHash, leaf_hash, root_from_nodes};
+use piecework_metainfo::merkle::{MerkleHash, root_from_nodes};
 use piecework_metainfo::{BLOCK_SIZE, Bitfield, PieceIndex};
 
 use crate::backend::Backend;
 use crate::resume::ResumeData;
-use crate::verify::{Check, Known, check_piece, check_piece_from, read_range};
+use crate::verify::{Check, Known, check_piece, check_piece_from, leaves_of, read_range};
 use crate::{Error, Layout, Settings};
 
 /// What [`Storage::write_block`] did with a block.
@@ -372,6 +372,7 @@ impl<B: Backend + 'static> Storage<B> {
             let v2_len = layout.v2_piece(piece).map_or(0, |v| v.data_len);
             let mut at = offset;
             sha1_pos = offset + mine.iter().take_while(|&&m| !m).count() as u32 * BLOCK_SIZE;
+            let mut wanted = Vec::with_capacity(blocks.len());
             for (data, &m) in blocks.iter().zip(&mine) {
                 if m {
                     if let Some(h) = &mut sha1
@@ -385,12 +386,15 @@ impl<B: Backend + 'static> Storage<B> {
                         }
                     }
                     if at < v2_len {
-                        let leaf = leaf_hash(&data[..(v2_len - at).min(data.len() as u32) as usize]);
-                        leaves.push(((at / BLOCK_SIZE) as usize, leaf));
+                        wanted.push((
+                            (at / BLOCK_SIZE) as usize,
+                            &data[..(v2_len - at).min(data.len() as u32) as usize],
+                        ));
                     }
                 }
                 at += data.len() as u32;
             }
+            leaves_of(wanted, |slot, leaf| leaves.push((slot, leaf)));
         }
         let mut st = self.shared.lock();
         let Some(p) = st.partial.get_mut(&piece.get()).filter(|p| p.id == id) else {

@@ -3,7 +3,7 @@
 //!
 //! [BEP 52]: https://www.bittorrent.org/beps/bep_0052.html
 
-use piecework_metainfo::merkle::{MerkleHash, leaf_hash, root_from_nodes};
+use piecework_metainfo::merkle::{MerkleHash, leaf_hash, leaf_hash_pair, root_from_nodes};
 use piecework_metainfo::{BLOCK_SIZE, PieceIndex};
 use sha1::{Digest as _, Sha1};
 
@@ -74,19 +74,20 @@ pub(crate) fn check_piece_from<B: Backend + ?Sized>(
         })?;
         read_range(layout, backend, piece, pos, data)?;
         let mut at = pos;
+        let mut wanted = Vec::new();
         for block in data.chunks(BLOCK_SIZE as usize) {
             if let Some(h) = &mut sha1
                 && at >= sha1_pos
             {
                 h.update(block);
             }
-            if at < v2_len
-                && let Some(slot @ None) = leaves.get_mut((at / BLOCK_SIZE) as usize)
-            {
-                *slot = Some(leaf_hash(&block[..(v2_len - at).min(block.len() as u32) as usize]));
+            let slot = (at / BLOCK_SIZE) as usize;
+            if at < v2_len && matches!(leaves.get(slot), Some(None)) {
+                wanted.push((slot, &block[..(v2_len - at).min(block.len() as u32) as usize]));
             }
             at += block.len() as u32;
         }
+        leaves_of(wanted, |slot, leaf| leaves[slot] = Some(leaf));
         pos += n;
     }
     // Every slot from `first_missing` on was filled by the reads above.
@@ -104,6 +105,32 @@ pub(crate) fn check_piece_from<B: Backend + ?Sized>(
         return Ok(Check::Bad { leaves });
     }
     Ok(if v1_ok && v2_ok { Check::Good } else { Check::Bad { leaves } })
+}
+
+/// Hashes the leaves of `(slot, block)` pairs, two at a time where neighbours have the same
+/// length (twice the rate with the x86 SHA extensions).
+pub(crate) fn leaves_of<'a>(
+    blocks: impl IntoIterator<Item = (usize, &'a [u8])>,
+    mut put: impl FnMut(usize, MerkleHash),
+) {
+    let mut pending: Option<(usize, &[u8])> = None;
+    for (i, b) in blocks {
+        match pending.take() {
+            Some((j, a)) if a.len() == b.len() => {
+                let (x, y) = leaf_hash_pair(a, b);
+                put(j, x);
+                put(i, y);
+            }
+            Some((j, a)) => {
+                put(j, leaf_hash(a));
+                pending = Some((i, b));
+            }
+            None => pending = Some((i, b)),
+        }
+    }
+    if let Some((j, a)) = pending {
+        put(j, leaf_hash(a));
+    }
 }
 
 /// Reads `[offset, offset + buf.len())` of a piece, pad files as zeros.
