@@ -16,7 +16,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use piecework_bencode::Encoder;
-use sha1::{Digest as _, Sha1};
+use piecework_interleaved_sha::Sha1;
 
 use crate::merkle::{self, MerkleHash};
 use crate::piece::BLOCK_SIZE;
@@ -827,11 +827,12 @@ impl<'a> PieceHasher<'a> {
     }
 
     fn update(&mut self, data: &[u8]) {
-        if let Some(h) = &mut self.sha1 {
-            h.update(data);
-        }
-        if let Some(l) = &mut self.leaves {
-            l.extend(merkle::leaf_hashes(data));
+        match (&mut self.sha1, &mut self.leaves) {
+            // A hybrid piece: SHA-1 and the leaves together, over each block once.
+            (Some(h), Some(l)) => l.extend(data.chunks(BLOCK_SIZE as usize).map(|b| h.update_with_leaf(b))),
+            (Some(h), None) => h.update(data),
+            (None, Some(l)) => l.extend(merkle::leaf_hashes(data)),
+            (None, None) => {}
         }
     }
 
@@ -843,7 +844,7 @@ impl<'a> PieceHasher<'a> {
                 h.update(&ZEROS[..n as usize]);
                 pad -= n;
             }
-            h.finalize().into()
+            h.finalize()
         });
         let v2 = self.leaves.zip(job.v2).map(|(leaves, (_, _, whole))| {
             // A piece-layer hash pads to a full piece; a one-piece file's root pads only to a

@@ -88,14 +88,14 @@ pub fn leaf_hash(block: &[u8]) -> MerkleHash {
 
 /// The leaf hashes of consecutive blocks (the last one may be short), two at a time: with
 /// the x86 SHA extensions that runs at about twice [`leaf_hash`]'s rate
-/// ([`piecework_sha256x2`]).
-pub fn leaf_hashes(data: &[u8]) -> piecework_sha256x2::Chunks<'_> {
-    piecework_sha256x2::digest_chunks(data, BLOCK_SIZE as usize)
+/// ([`piecework_interleaved_sha`]).
+pub fn leaf_hashes(data: &[u8]) -> piecework_interleaved_sha::Chunks<'_> {
+    piecework_interleaved_sha::digest_chunks(data, BLOCK_SIZE as usize)
 }
 
 /// The leaf hashes of two blocks of the same length, computed together (see [`leaf_hashes`]).
 pub fn leaf_hash_pair(a: &[u8], b: &[u8]) -> (MerkleHash, MerkleHash) {
-    piecework_sha256x2::digest_pair(a, b)
+    piecework_interleaved_sha::digest_pair(a, b)
 }
 
 /// Number of 16 KiB blocks in a file.

@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use sha1::{Digest as _, Sha1};
+use piecework_interleaved_sha::Sha1;
 
 use piecework_metainfo::merkle::{MerkleHash, root_from_nodes};
 use piecework_metainfo::{BLOCK_SIZE, Bitfield, PieceIndex};
@@ -375,6 +375,18 @@ impl<B: Backend + 'static> Storage<B> {
             let mut wanted = Vec::with_capacity(blocks.len());
             for (data, &m) in blocks.iter().zip(&mine) {
                 if m {
+                    let in_v2 = at < v2_len;
+                    if let Some(h) = &mut sha1
+                        && at == sha1_pos
+                        && in_v2
+                        && data.len() as u32 <= v2_len - at
+                    {
+                        // A block of file data (no pad) both hashes want: both at once.
+                        leaves.push(((at / BLOCK_SIZE) as usize, h.update_with_leaf(data)));
+                        sha1_pos += data.len() as u32;
+                        at += data.len() as u32;
+                        continue;
+                    }
                     if let Some(h) = &mut sha1
                         && at == sha1_pos
                     {
@@ -385,7 +397,7 @@ impl<B: Backend + 'static> Storage<B> {
                             sha1 = None;
                         }
                     }
-                    if at < v2_len {
+                    if in_v2 {
                         wanted.push((
                             (at / BLOCK_SIZE) as usize,
                             &data[..(v2_len - at).min(data.len() as u32) as usize],

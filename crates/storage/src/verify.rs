@@ -3,9 +3,9 @@
 //!
 //! [BEP 52]: https://www.bittorrent.org/beps/bep_0052.html
 
+use piecework_interleaved_sha::Sha1;
 use piecework_metainfo::merkle::{MerkleHash, leaf_hash, leaf_hash_pair, root_from_nodes};
 use piecework_metainfo::{BLOCK_SIZE, PieceIndex};
-use sha1::{Digest as _, Sha1};
 
 use crate::backend::Backend;
 use crate::{Error, Layout};
@@ -76,13 +76,20 @@ pub(crate) fn check_piece_from<B: Backend + ?Sized>(
         let mut at = pos;
         let mut wanted = Vec::new();
         for block in data.chunks(BLOCK_SIZE as usize) {
+            let slot = (at / BLOCK_SIZE) as usize;
+            let leaf_wanted = at < v2_len && matches!(leaves.get(slot), Some(None));
             if let Some(h) = &mut sha1
                 && at >= sha1_pos
             {
+                if leaf_wanted && block.len() as u32 <= v2_len - at {
+                    // Both hashes over the same bytes: computed together.
+                    leaves[slot] = Some(h.update_with_leaf(block));
+                    at += block.len() as u32;
+                    continue;
+                }
                 h.update(block);
             }
-            let slot = (at / BLOCK_SIZE) as usize;
-            if at < v2_len && matches!(leaves.get(slot), Some(None)) {
+            if leaf_wanted {
                 wanted.push((slot, &block[..(v2_len - at).min(block.len() as u32) as usize]));
             }
             at += block.len() as u32;
