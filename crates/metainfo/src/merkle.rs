@@ -229,7 +229,7 @@ pub fn verify_proof(node: &MerkleHash, index: u64, proof: &[MerkleHash], root: &
 }
 
 /// Streaming v2 hasher for one file: feed bytes in any chunking, get the pieces root and the
-/// piece layer. Memory is one block plus one piece's leaves plus the layer.
+/// piece layer. Memory is two blocks plus one piece's leaves plus the layer.
 #[derive(Clone)]
 pub struct FileHasher {
     piece_length: u64,
@@ -247,7 +247,7 @@ impl FileHasher {
         Some(Self {
             piece_length,
             bpp,
-            block: Vec::with_capacity(BLOCK_SIZE as usize),
+            block: Vec::with_capacity(2 * BLOCK_SIZE as usize),
             leaves: Vec::new(),
             layer: Vec::new(),
             length: 0,
@@ -255,26 +255,44 @@ impl FileHasher {
     }
     /// Feeds the next bytes of the file.
     pub fn update(&mut self, mut data: &[u8]) {
+        // Leaves are hashed in pairs (`leaf_hash_pair`); up to two blocks wait in `block`,
+        // and a whole block waiting there pairs with the next one in place.
+        const B: usize = BLOCK_SIZE as usize;
         self.length += data.len() as u64;
         while !data.is_empty() {
-            if self.block.is_empty() && data.len() >= BLOCK_SIZE as usize {
-                let whole = data.len() - data.len() % BLOCK_SIZE as usize;
-                let (blocks, rest) = data.split_at(whole);
-                for leaf in leaf_hashes(blocks) {
+            let held = self.block.len();
+            if held == 0 && data.len() >= 2 * B {
+                let (pairs, rest) = data.split_at(data.len() - data.len() % (2 * B));
+                for leaf in leaf_hashes(pairs) {
                     self.push_leaf(leaf);
                 }
                 data = rest;
-                continue;
-            }
-            let take = (BLOCK_SIZE as usize - self.block.len()).min(data.len());
-            self.block.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.block.len() == BLOCK_SIZE as usize {
-                let h = leaf_hash(&self.block);
+            } else if held == B && data.len() >= B {
+                let (x, y) = leaf_hash_pair(&self.block, &data[..B]);
                 self.block.clear();
-                self.push_leaf(h);
+                self.push_leaf(x);
+                self.push_leaf(y);
+                data = &data[B..];
+            } else {
+                // Fill up to the next block boundary (or the pair's end).
+                let goal = if held < B { B } else { 2 * B };
+                let take = (goal - held).min(data.len());
+                self.block.extend_from_slice(&data[..take]);
+                data = &data[take..];
+                if self.block.len() == 2 * B {
+                    self.flush_block();
+                }
             }
         }
+    }
+    /// Hashes what waits in `block` (at most two blocks, the last maybe short).
+    fn flush_block(&mut self) {
+        let block = std::mem::take(&mut self.block);
+        for leaf in leaf_hashes(&block) {
+            self.push_leaf(leaf);
+        }
+        self.block = block;
+        self.block.clear();
     }
     fn push_leaf(&mut self, h: MerkleHash) {
         self.leaves.push(h);
@@ -291,9 +309,7 @@ impl FileHasher {
     /// most one piece has an empty layer (its root stands in for it).
     pub fn finish(mut self) -> (Option<MerkleHash>, Vec<MerkleHash>) {
         if !self.block.is_empty() {
-            let h = leaf_hash(&self.block);
-            self.block.clear();
-            self.push_leaf(h);
+            self.flush_block();
         }
         if self.length == 0 {
             return (None, Vec::new());

@@ -5,7 +5,7 @@
 //! length it groups leaves by, gives the root a type, and lets a running
 //! upload read its prefix root without ending the hash.
 //!
-//! Memory per upload in flight: one 16 KiB block, up to one piece's leaf
+//! Memory per upload in flight: two 16 KiB blocks, up to one piece's leaf
 //! hashes (32 KiB) and one hash per finished 16 MiB piece (2 KiB per GiB).
 //! The piece length does not change the root.
 //!
