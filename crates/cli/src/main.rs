@@ -8,6 +8,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `println!` that never panics: a closed stdout (`| head`) is not an error worth a panic.
 macro_rules! out {
     ($($t:tt)*) => {{

@@ -277,6 +277,7 @@ pub struct FileStore {
     direct: bool,
     /// Idle `O_DIRECT` buffers, so a PATCH does not fault in fresh ones.
     pool: BufferPool,
+    io_threads: IoThreads,
 }
 
 const PROGRESS_MAGIC: &[u8; 4] = b"PWOF";
@@ -289,7 +290,13 @@ impl FileStore {
     /// Opens (creating if needed) a store in `dir`.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, Error> {
         std::fs::create_dir_all(dir.as_ref())?;
-        Ok(Self { dir: dir.as_ref().to_owned(), durable: true, direct: true, pool: BufferPool::default() })
+        Ok(Self {
+            dir: dir.as_ref().to_owned(),
+            durable: true,
+            direct: true,
+            pool: BufferPool::default(),
+            io_threads: IoThreads::default(),
+        })
     }
 
     /// The same store without `fsync` (see the module docs for what that
@@ -399,9 +406,10 @@ impl FileWriter {
         direct: Option<std::fs::File>,
         offset: u64,
         pool: &BufferPool,
+        io_threads: &IoThreads,
     ) -> Self {
         if let Some(direct) = direct
-            && let Some(d) = DirectWriter::new(direct, &file, offset, pool.clone())
+            && let Some(d) = DirectWriter::new(direct, &file, offset, pool.clone(), io_threads)
         {
             return Self { inner: WriterKind::Direct(d) };
         }
@@ -471,6 +479,66 @@ const DIRECT_BUFFERS: usize = 3;
 const POOL_BUFFERS: usize = 2 * DIRECT_BUFFERS;
 
 type BufferPool = Arc<Mutex<Vec<AlignedBuf>>>;
+
+/// Idle I/O threads kept for the next writers.
+const IDLE_IO_THREADS: usize = 4;
+
+/// Idle I/O threads of a store, each waiting for a writer's session. Reused rather than
+/// started per writer: a thread allocates when it starts (thread-local bookkeeping), and a
+/// thread per PATCH left the allocator with a heap's worth of pages to recycle per request.
+type IoThreads = Arc<Mutex<Vec<std::sync::mpsc::SyncSender<IoSession>>>>;
+
+/// One writer's work for an I/O thread: runs until the writer drops `jobs`.
+struct IoSession {
+    direct: std::fs::File,
+    buffered: std::fs::File,
+    jobs: std::sync::mpsc::Receiver<DirectJob>,
+    give_back: std::sync::mpsc::SyncSender<AlignedBuf>,
+    /// The session's end: `Err` if it stopped at a write or sync error.
+    done: std::sync::mpsc::SyncSender<std::io::Result<()>>,
+}
+
+/// Hands `session` to an idle I/O thread, or starts one; `None` if no thread can start.
+fn start_session(threads: &IoThreads, mut session: IoSession) -> Option<()> {
+    loop {
+        let idle = threads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+        let Some(tx) = idle else { break };
+        match tx.send(session) {
+            Ok(()) => return Some(()),
+            // That thread is gone: try the next.
+            Err(std::sync::mpsc::SendError(back)) => session = back,
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<IoSession>(1);
+    let threads = Arc::downgrade(threads);
+    std::thread::Builder::new()
+        .name("upload-direct-io".into())
+        .spawn(move || {
+            let mut next = Some(session);
+            while let Some(s) = next.take() {
+                let r = direct_io_loop(&s.direct, &s.buffered, &s.jobs, &s.give_back);
+                let done = s.done.clone();
+                // Files and channels go before the writer hears of the end, and the thread
+                // is back in the pool by then, so the writer's next session finds it.
+                drop(s);
+                let back = threads.upgrade().is_some_and(|threads| {
+                    let mut idle = threads.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    idle.len() < IDLE_IO_THREADS && {
+                        idle.push(tx.clone());
+                        true
+                    }
+                });
+                let _ = done.send(r);
+                if !back {
+                    return;
+                }
+                // Ends when the store drops the pool (and with it every sender).
+                next = rx.recv().ok();
+            }
+        })
+        .ok()?;
+    Some(())
+}
 
 /// A [`DIRECT_BUFFER`] whose bytes sit in memory at the same offset modulo
 /// [`DIRECT_ALIGN`] as in the file, so its aligned middle can go to an
@@ -555,7 +623,8 @@ struct DirectWriter {
     pool: BufferPool,
     jobs: Option<std::sync::mpsc::SyncSender<DirectJob>>,
     spare: std::sync::mpsc::Receiver<AlignedBuf>,
-    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    /// The I/O thread's verdict on the session; taken once received.
+    done: Option<std::sync::mpsc::Receiver<std::io::Result<()>>>,
     /// Written (or just opened) since the last sync; see [`BufferedWriter`].
     dirty: bool,
 }
@@ -571,14 +640,21 @@ impl std::fmt::Debug for DirectJob {
 
 impl DirectWriter {
     /// `None` if the I/O thread cannot start (the caller writes buffered).
-    fn new(direct: std::fs::File, buffered: &std::fs::File, pos: u64, pool: BufferPool) -> Option<Self> {
+    fn new(
+        direct: std::fs::File,
+        buffered: &std::fs::File,
+        pos: u64,
+        pool: BufferPool,
+        io_threads: &IoThreads,
+    ) -> Option<Self> {
         let buffered = buffered.try_clone().ok()?;
         let (jobs, rx) = std::sync::mpsc::sync_channel(DIRECT_BUFFERS);
-        let (give_back, spare) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("upload-direct-io".into())
-            .spawn(move || direct_io_loop(&direct, &buffered, &rx, &give_back))
-            .ok()?;
+        // Bounded (so allocated here, not by the I/O thread): it never holds more than the
+        // writer's buffers. A thread that never allocates leaves nothing in the allocator's
+        // per-thread caches when it ends.
+        let (give_back, spare) = std::sync::mpsc::sync_channel(DIRECT_BUFFERS);
+        let (done_tx, done) = std::sync::mpsc::sync_channel(1);
+        start_session(io_threads, IoSession { direct, buffered, jobs: rx, give_back, done: done_tx })?;
         let mut first = take_buffer(&pool);
         first.reset(pos);
         Some(Self {
@@ -588,7 +664,7 @@ impl DirectWriter {
             pool,
             jobs: Some(jobs),
             spare,
-            thread: Some(thread),
+            done: Some(done),
             dirty: true,
         })
     }
@@ -596,9 +672,8 @@ impl DirectWriter {
     /// The I/O thread's error once it has stopped (it stops only on one).
     fn failed(&mut self) -> Error {
         self.jobs = None;
-        match self.thread.take().map(std::thread::JoinHandle::join) {
+        match self.done.take().map(|d| d.recv()) {
             Some(Ok(Err(e))) => Error::Io(e),
-            Some(Err(_)) => Error::InvalidState("direct I/O thread panicked"),
             _ => Error::InvalidState("direct I/O thread stopped"),
         }
     }
@@ -665,14 +740,14 @@ impl DirectWriter {
 
 impl Drop for DirectWriter {
     /// Like `BufWriter`, writes what is buffered, and returns only once the
-    /// I/O thread is done, so a truncate after the drop is final.
+    /// I/O thread is done with this writer, so a truncate after the drop is final.
     fn drop(&mut self) {
         if let Some(buf) = self.cur.take_if(|b| !b.is_empty()) {
             let _ = self.send(DirectJob::Write(buf));
         }
         self.jobs = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(d) = self.done.take() {
+            let _ = d.recv();
         }
         // Every buffer is back: in `cur` or returned by the finished thread.
         let mut pool = self.pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -695,7 +770,7 @@ fn direct_io_loop(
     direct: &std::fs::File,
     buffered: &std::fs::File,
     jobs: &std::sync::mpsc::Receiver<DirectJob>,
-    give_back: &std::sync::mpsc::Sender<AlignedBuf>,
+    give_back: &std::sync::mpsc::SyncSender<AlignedBuf>,
 ) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt as _;
     let mut use_direct = true;
@@ -843,7 +918,7 @@ impl Store for FileStore {
         f.set_len(offset)?;
         f.seek(SeekFrom::Start(offset))?;
         let direct = if self.durable && self.direct { open_direct(&self.data_path(id)) } else { None };
-        Ok(FileWriter::new(f, self.durable, direct, offset, &self.pool))
+        Ok(FileWriter::new(f, self.durable, direct, offset, &self.pool, &self.io_threads))
     }
     fn read_at(&self, id: &UploadId, offset: u64, buf: &mut [u8]) -> Result<usize, Error> {
         let mut f = std::fs::File::open(self.data_path(id))?;
@@ -994,9 +1069,13 @@ mod tests {
                     }
                 }
                 w.sync().unwrap();
+                let direct_writer = w.is_direct();
                 drop(w);
                 at = end;
                 assert_eq!(std::fs::read(s.data_path(&id)).unwrap(), data[..at], "direct {direct} at {at}");
+                // One writer at a time: one I/O thread, reused by each.
+                let idle = s.io_threads.lock().unwrap().len();
+                assert_eq!(idle, usize::from(direct_writer), "direct {direct} at {at}");
             }
             // A writer dropped without sync still writes what it holds, and
             // is done by the time a truncate runs.
