@@ -75,6 +75,13 @@ pub struct ServeConfig {
     /// the default 64 bounds body memory near 300 MiB whatever the chunk
     /// size; a single upload stays near 20 MiB of RSS.
     pub max_active_bodies: usize,
+    /// Largest read buffer of one connection (hyper's `max_buf_size`, at
+    /// least 8 KiB). Larger reads cost less CPU per byte; the allocator keeps
+    /// freed buffers of this size around, so it also sets part of the idle
+    /// RSS. Default 256 KiB: 0.7 CPU-s per GiB received and 17 MiB of RSS
+    /// for one upload here, against 0.65 s and 36 MiB at 1 MiB, and 1.0 s
+    /// and 13 MiB at 128 KiB.
+    pub read_buffer: usize,
 }
 
 impl ServeConfig {
@@ -89,6 +96,7 @@ impl ServeConfig {
             expire_interval: Duration::from_secs(60),
             fsync: true,
             max_active_bodies: 64,
+            read_buffer: 256 * 1024,
         }
     }
 }
@@ -172,7 +180,7 @@ pub async fn spawn(cfg: ServeConfig) -> Result<RunningServer, Error> {
     let app = router(&cfg)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
-    let task = tokio::spawn(accept_loop(listener, app, cfg.idle_timeout));
+    let task = tokio::spawn(accept_loop(listener, app, cfg.idle_timeout, cfg.read_buffer));
     Ok(RunningServer { addr, task })
 }
 
@@ -182,7 +190,7 @@ pub async fn serve(cfg: ServeConfig, on_ready: impl FnOnce(SocketAddr)) -> Resul
     let app = router(&cfg)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     on_ready(listener.local_addr()?);
-    accept_loop(listener, app, cfg.idle_timeout).await;
+    accept_loop(listener, app, cfg.idle_timeout, cfg.read_buffer).await;
     Ok(())
 }
 
@@ -191,7 +199,7 @@ pub async fn serve(cfg: ServeConfig, on_ready: impl FnOnce(SocketAddr)) -> Resul
 /// for them: a client that stalls mid-headers, or a keep-alive connection
 /// left idle, is closed and holds nothing. (Stalled bodies are cut in
 /// [`pump`].)
-async fn accept_loop(listener: tokio::net::TcpListener, app: Router, idle: Duration) {
+async fn accept_loop(listener: tokio::net::TcpListener, app: Router, idle: Duration, read_buffer: usize) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     loop {
         let stream = match listener.accept().await {
@@ -208,7 +216,10 @@ async fn accept_loop(listener: tokio::net::TcpListener, app: Router, idle: Durat
         let svc = hyper_util::service::TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
             let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new()).header_read_timeout(idle);
+            http.timer(TokioTimer::new())
+                .header_read_timeout(idle)
+                // hyper asserts its minimum; a smaller setting means the minimum.
+                .max_buf_size(read_buffer.max(8192));
             if let Err(e) = http.serve_connection(TokioIo::new(stream), svc).await {
                 tracing::debug!(error = %e, "connection ended");
             }

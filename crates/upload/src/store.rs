@@ -475,8 +475,9 @@ const DIRECT_BUFFER: usize = 1 << 20;
 /// Buffers per writer: one filling while the others are on their way to the
 /// disk, so hashing and disk writes overlap.
 const DIRECT_BUFFERS: usize = 3;
-/// Idle buffers a store keeps for its next writers (bounds idle memory).
-const POOL_BUFFERS: usize = 2 * DIRECT_BUFFERS;
+/// Idle buffers a store keeps for its next writers (bounds idle memory): one writer's
+/// worth, the common case of one upload at a time.
+const POOL_BUFFERS: usize = DIRECT_BUFFERS;
 
 type BufferPool = Arc<Mutex<Vec<AlignedBuf>>>;
 
