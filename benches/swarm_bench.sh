@@ -26,6 +26,7 @@ trap cleanup EXIT
 
 mkdir -p "$work/seed"
 head -c $((size_mib * 1048576)) /dev/urandom > "$work/seed/bench.bin"
+sync
 
 # Waits (with a deadline) for a READY line in a log; prints the port.
 ready_port() {
@@ -58,6 +59,10 @@ seed_lt() { "$lab/lt_seed.py" --torrent "$1" --data-dir "$work/seed" --port 0 --
 run_pair() { # seeder leecher torrent -> prints "MBps anon_kb"
   local seeder=$1 leecher=$2 t=$3 log=$work/seed.log out=$work/dl mbps anon=-
   rm -rf "$out"; : > "$log"
+  # Start every transfer with no dirty pages left by the previous one: otherwise its
+  # writeback (the kernel's flusher threads) runs on the same two cores during the next
+  # measurement, whichever pair that is.
+  sync
   if [ "$seeder" = ours ]; then seed_ours "$t" "$log"; else seed_lt "$t" "$log"; fi
   local spid=$!; pids+=("$spid")
   local port; port=$(ready_port "$log")
