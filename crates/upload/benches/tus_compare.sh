@@ -20,6 +20,9 @@ echo "LOAD_BEFORE $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ "${SKIP_TUSPY:-0}" != 1 ]; then
 "$TUS/tus_bench.sh" "$SIZE" "$RUNS" 18082 "$CHUNKS" | sed 's/^BENCH_RESULT /BENCH_TUSPY_TO_TUS_NODE /'
 fi
+# @tus/server leaves its bodies in the page cache; flush them now rather than during our
+# server's runs (their writeback would share the same two cores).
+sync
 
 # shellcheck disable=SC2086
 "$BIN" upload-server --listen 127.0.0.1:18090 --dir "$W/store" ${SERVER_ARGS:-} > "$W/srv.log" 2>&1 & SP=$!
@@ -34,6 +37,7 @@ echo "OURS_SERVER_CPU_S_PER_GIB_TUSPY $(python3 -c "import sys; print(round((flo
 fi
 
 head -c $((SIZE << 20)) /dev/urandom > "$W/src.bin"
+sync
 cat "$W/src.bin" > /dev/null
 for C in $CHUNKS; do
   vals=(); cpus=()
