@@ -154,12 +154,7 @@ impl Sha1 {
 
     /// The SHA-1 of everything absorbed.
     pub fn finalize(mut self) -> [u8; 20] {
-        let bits = self.len.wrapping_mul(8).to_be_bytes();
-        let mut tail = [[0u8; 64]; 2];
-        tail[0][..self.buf_len].copy_from_slice(&self.buf[..self.buf_len]);
-        tail[0][self.buf_len] = 0x80;
-        let n = if self.buf_len < 56 { 1 } else { 2 };
-        tail[n - 1][56..].copy_from_slice(&bits);
+        let (tail, n) = padding(&self.buf[..self.buf_len], self.len);
         compress_sha1(&mut self.state, &tail[..n]);
         let mut out = [0u8; 20];
         for (o, w) in out.chunks_exact_mut(4).zip(self.state) {
@@ -167,6 +162,18 @@ impl Sha1 {
         }
         out
     }
+}
+
+/// The final blocks of a SHA-1 or SHA-256 message of `len` bytes whose last partial block
+/// is `rest`: `rest`, the 0x80 marker, zeros and the bit length, in one block or two (the
+/// count is returned).
+fn padding(rest: &[u8], len: u64) -> ([[u8; 64]; 2], usize) {
+    let mut t = [[0u8; 64]; 2];
+    t[0][..rest.len()].copy_from_slice(rest);
+    t[0][rest.len()] = 0x80;
+    let n = if rest.len() < 56 { 1 } else { 2 };
+    t[n - 1][56..].copy_from_slice(&len.wrapping_mul(8).to_be_bytes());
+    (t, n)
 }
 
 fn compress_sha1(state: &mut [u32; 5], blocks: &[[u8; 64]]) {

@@ -9,7 +9,7 @@ use std::arch::x86_64::{
     _mm_sha256msg2_epu32, _mm_sha256rnds2_epu32, _mm_shuffle_epi32, _mm_xor_si128,
 };
 
-use crate::Digest32;
+use crate::{Digest32, padding};
 
 const K: [u32; 64] = [
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -89,23 +89,11 @@ fn pair_ni(a: &[u8], b: &[u8]) -> (Digest32, Digest32) {
         compress2(&mut x, &mut y, ba, bb);
     }
     // The same length gives the same number of padding blocks (one or two).
-    let (ta, tb) = (padding(rest_a, a.len()), padding(rest_b, b.len()));
-    let blocks = if rest_a.len() < 56 { 1 } else { 2 };
-    for i in 0..blocks {
-        compress2(&mut x, &mut y, &ta[i], &tb[i]);
+    let ((ta, n), (tb, _)) = (padding(rest_a, a.len() as u64), padding(rest_b, b.len() as u64));
+    for (pa, pb) in ta.iter().zip(&tb).take(n) {
+        compress2(&mut x, &mut y, pa, pb);
     }
     (output(x), output(y))
-}
-
-/// The last partial block, the 0x80 marker and the bit length, in one or two blocks.
-fn padding(rest: &[u8], len: usize) -> [[u8; 64]; 2] {
-    let mut t = [[0u8; 64]; 2];
-    t[0][..rest.len()].copy_from_slice(rest);
-    t[0][rest.len()] = 0x80;
-    let bits = (len as u64).wrapping_mul(8).to_be_bytes();
-    let last = if rest.len() < 56 { 0 } else { 1 };
-    t[last][56..].copy_from_slice(&bits);
-    t
 }
 
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
@@ -135,14 +123,19 @@ fn output(s: State) -> Digest32 {
     out
 }
 
-/// Four message words of a block, big-endian.
-#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-fn load(block: &[u8; 64], i: usize) -> __m128i {
-    let w = |j: usize| {
+/// Message words `4i..4i + 4` of a block, big-endian.
+fn words(block: &[u8; 64], i: usize) -> [i32; 4] {
+    std::array::from_fn(|j| {
         let at = 16 * i + 4 * j;
         i32::from_be_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]])
-    };
-    _mm_set_epi32(w(3), w(2), w(1), w(0))
+    })
+}
+
+/// Four SHA-256 message words of a block, the first in the bottom lane.
+#[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
+fn load(block: &[u8; 64], i: usize) -> __m128i {
+    let w = words(block, i);
+    _mm_set_epi32(w[3], w[2], w[1], w[0])
 }
 
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
@@ -197,14 +190,11 @@ fn compress1(x: &mut State, a: &[u8; 64]) {
     *x = State(_mm_add_epi32(x.0, s.0), _mm_add_epi32(x.1, s.1));
 }
 
-/// Four SHA-1 message words of a block, big-endian, the first in the top lane.
+/// Four SHA-1 message words of a block, the first in the top lane.
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
 fn load_sha1(block: &[u8; 64], i: usize) -> __m128i {
-    let w = |j: usize| {
-        let at = 16 * i + 4 * j;
-        i32::from_be_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]])
-    };
-    _mm_set_epi32(w(0), w(1), w(2), w(3))
+    let w = words(block, i);
+    _mm_set_epi32(w[0], w[1], w[2], w[3])
 }
 
 /// SHA-1 rounds 4g..4g+4 of a block: `abcd` and `e` the state at the block's start,
@@ -293,7 +283,8 @@ fn fused_ni(state: &mut [u32; 5], blocks: &[[u8; 64]]) -> Digest32 {
         x = State(_mm_add_epi32(x.0, s.0), _mm_add_epi32(x.1, s.1));
     }
     *state = sha1_store_state(abcd, e0);
-    let t = padding(&[], blocks.len() * 64);
+    // A whole number of blocks: the padding is one block.
+    let (t, _) = padding(&[], (blocks.len() * 64) as u64);
     compress1(&mut x, &t[0]);
     output(x)
 }

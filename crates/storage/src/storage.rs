@@ -317,6 +317,7 @@ impl<B: Backend + 'static> Storage<B> {
         }
         let first = (offset / BLOCK_SIZE) as usize;
         let count = size.div_ceil(BLOCK_SIZE) as usize;
+        let on_write = self.settings().hash_on_write;
         let (mine, id, mut sha1) = {
             let mut guard = self.shared.lock();
             let st = &mut *guard;
@@ -343,7 +344,6 @@ impl<B: Backend + 'static> Storage<B> {
                 .collect();
             let Some(lead) = mine.iter().position(|&m| m) else { return Ok(WriteOutcome::Duplicate) };
             // The running SHA-1 comes along if this call's first block is the one it waits for.
-            let on_write = self.settings().hash_on_write;
             let sha1 = if on_write && p.sha1_pos == offset + lead as u32 * BLOCK_SIZE {
                 p.sha1.take()
             } else {
@@ -368,7 +368,7 @@ impl<B: Backend + 'static> Storage<B> {
         // Hashed after the write succeeded, so the hashes always describe what is on disk.
         let mut sha1_pos = 0;
         let mut leaves = Vec::new();
-        if written.is_ok() && self.settings().hash_on_write {
+        if written.is_ok() && on_write {
             let v2_len = layout.v2_piece(piece).map_or(0, |v| v.data_len);
             let mut at = offset;
             sha1_pos = offset + mine.iter().take_while(|&&m| !m).count() as u32 * BLOCK_SIZE;

@@ -1954,6 +1954,7 @@ fn smart_ban(torrent: &Arc<TorrentShared>, st: &mut TorrentState, blame: &[PeerK
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha1::Digest as _;
 
     #[test]
     fn carved_buffers_are_aligned_zeroed_and_the_pool_is_reused() {
@@ -1976,7 +1977,6 @@ mod tests {
             assert!((pool.as_ptr() as usize).abs_diff(first) < ALIGN, "round {round}");
         }
     }
-    use sha1::Digest as _;
 
     #[test]
     fn torrent_from_info_wraps_raw_bytes() {
