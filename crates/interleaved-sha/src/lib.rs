@@ -9,6 +9,8 @@
 //! What it does:
 //! - [`digest_pair`] hashes two messages with SHA-256, [`digest_chunks`] the consecutive
 //!   chunks of a buffer (the 16 KiB leaves of a v2 file) two at a time.
+//! - [`digest_pair_copy`] and [`digest_chunks_copy`] also copy what they hash to a buffer of
+//!   the caller's, in the same pass: received bytes hashed on their way into a write buffer.
 //! - [`Sha1`] is an incremental SHA-1 whose [`Sha1::update_with_leaf`] also returns the
 //!   SHA-256 of the bytes it absorbs, the two computed together.
 //!
@@ -51,10 +53,29 @@ pub type Digest32 = [u8; 32];
 pub fn digest_pair(a: &[u8], b: &[u8]) -> (Digest32, Digest32) {
     #[cfg(target_arch = "x86_64")]
     if a.len() == b.len()
-        && let Some(r) = x86::digest_pair(a, b)
+        && let Some(r) = x86::digest_pair(a, b, None)
     {
         return r;
     }
+    (one(a), one(b))
+}
+
+/// [`digest_pair`] that also copies `a` to `out_a` and `b` to `out_b` in the same pass:
+/// each 64-byte block is stored while the rounds that read it run, which costs far less
+/// than hashing and then copying (a second pass over bytes no longer in the nearest cache).
+///
+/// # Panics
+/// If an output's length differs from its input's, like [`slice::copy_from_slice`].
+pub fn digest_pair_copy(a: &[u8], b: &[u8], out_a: &mut [u8], out_b: &mut [u8]) -> (Digest32, Digest32) {
+    assert!(out_a.len() == a.len() && out_b.len() == b.len(), "output lengths must match the inputs");
+    #[cfg(target_arch = "x86_64")]
+    if a.len() == b.len()
+        && let Some(r) = x86::digest_pair(a, b, Some((&mut *out_a, &mut *out_b)))
+    {
+        return r;
+    }
+    out_a.copy_from_slice(a);
+    out_b.copy_from_slice(b);
     (one(a), one(b))
 }
 
@@ -243,6 +264,62 @@ impl Iterator for Chunks<'_> {
 
 impl ExactSizeIterator for Chunks<'_> {}
 
+/// [`digest_chunks`] that also copies `data` into `out` as it hashes (see
+/// [`digest_pair_copy`]): a received buffer's leaves hashed on its way into the buffer it
+/// is written from. The copy is complete once the iterator is exhausted.
+///
+/// # Panics
+/// If `chunk_len` is 0, or `out` is not as long as `data`.
+pub fn digest_chunks_copy<'a>(data: &'a [u8], chunk_len: usize, out: &'a mut [u8]) -> ChunksCopy<'a> {
+    assert!(chunk_len > 0, "chunk length must be non-zero");
+    assert_eq!(out.len(), data.len(), "output length must match the input");
+    ChunksCopy { data, out, chunk_len, pending: None }
+}
+
+/// Iterator returned by [`digest_chunks_copy`].
+#[derive(Debug)]
+pub struct ChunksCopy<'a> {
+    data: &'a [u8],
+    out: &'a mut [u8],
+    chunk_len: usize,
+    pending: Option<Digest32>,
+}
+
+impl Iterator for ChunksCopy<'_> {
+    type Item = Digest32;
+
+    fn next(&mut self) -> Option<Digest32> {
+        if let Some(d) = self.pending.take() {
+            return Some(d);
+        }
+        if self.data.is_empty() {
+            return None;
+        }
+        let n = self.chunk_len.min(self.data.len());
+        let m = self.chunk_len.min(self.data.len() - n);
+        let (a, rest) = self.data.split_at(n);
+        let (b, rest) = rest.split_at(m);
+        self.data = rest;
+        let (oa, rest) = std::mem::take(&mut self.out).split_at_mut(n);
+        let (ob, rest) = rest.split_at_mut(m);
+        self.out = rest;
+        if m == 0 {
+            oa.copy_from_slice(a);
+            return Some(one(a));
+        }
+        let (x, y) = digest_pair_copy(a, b, oa, ob);
+        self.pending = Some(y);
+        Some(x)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.data.len().div_ceil(self.chunk_len) + usize::from(self.pending.is_some());
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for ChunksCopy<'_> {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +341,9 @@ mod tests {
         for len in lens {
             let (a, b) = (pattern(len, 1), pattern(len, 2));
             assert_eq!(digest_pair(&a, &b), (one(&a), one(&b)), "length {len}");
+            let (mut oa, mut ob) = (vec![0u8; len], vec![0xFFu8; len]);
+            assert_eq!(digest_pair_copy(&a, &b, &mut oa, &mut ob), (one(&a), one(&b)), "length {len}");
+            assert!(oa == a && ob == b, "copy of length {len}");
         }
     }
 
@@ -349,11 +429,15 @@ mod tests {
         let fast_sha1 = h.finalize();
         x86::PORTABLE.store(true, std::sync::atomic::Ordering::Relaxed);
         let slow: Vec<_> = digest_chunks(&data, 16384).collect();
+        let mut copy = vec![0u8; data.len()];
+        let slow_copying: Vec<_> = digest_chunks_copy(&data, 16384, &mut copy).collect();
         let mut h = Sha1::new();
         let slow_leaves: Vec<_> = data.chunks(16384).map(|l| h.update_with_leaf(l)).collect();
         let slow_sha1 = h.finalize();
         x86::PORTABLE.store(false, std::sync::atomic::Ordering::Relaxed);
         assert_eq!(fast, slow);
+        assert_eq!(slow_copying, slow);
+        assert_eq!(copy, data);
         assert_eq!(fast_leaves, slow_leaves);
         assert_eq!(fast_sha1, slow_sha1);
         assert_eq!(slow_sha1, sha1_ref(&[&data]));
@@ -386,6 +470,16 @@ mod tests {
             let got: Vec<_> = digest_chunks(&data, chunk).collect();
             let want: Vec<_> = data.chunks(chunk).map(one).collect();
             prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn copying_chunks_match_and_copy(len in 0usize..if cfg!(miri) { 300 } else { 5000 }, chunk in 1usize..300, seed: u32) {
+            let data = pattern(len, seed);
+            let mut out = vec![0xAAu8; len];
+            let got: Vec<_> = digest_chunks_copy(&data, chunk, &mut out).collect();
+            let want: Vec<_> = data.chunks(chunk).map(one).collect();
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(out, data);
         }
 
         #[test]

@@ -41,7 +41,12 @@ fn available() -> bool {
 }
 
 /// SHA-256 of `a` and `b` (same length) interleaved, or `None` without the CPU features.
-pub(crate) fn digest_pair(a: &[u8], b: &[u8]) -> Option<(Digest32, Digest32)> {
+/// With `out`, also copies `a` and `b` there (same lengths), each block as it is hashed.
+pub(crate) fn digest_pair(
+    a: &[u8],
+    b: &[u8],
+    out: Option<(&mut [u8], &mut [u8])>,
+) -> Option<(Digest32, Digest32)> {
     debug_assert_eq!(a.len(), b.len());
     if !available() {
         return None;
@@ -49,7 +54,7 @@ pub(crate) fn digest_pair(a: &[u8], b: &[u8]) -> Option<(Digest32, Digest32)> {
     #[allow(unsafe_code)]
     // SAFETY: `pair_ni` needs the `sha`, `sse4.1` and `ssse3` features (and the baseline
     // `sse2`), detected on this CPU just above.
-    Some(unsafe { pair_ni(a, b) })
+    Some(unsafe { pair_ni(a, b, out) })
 }
 
 /// Runs SHA-1 over `blocks`, or returns `false` without the CPU features.
@@ -81,12 +86,29 @@ pub(crate) fn sha1_blocks_with_sha256(state: &mut [u32; 5], blocks: &[[u8; 64]])
 struct State(__m128i, __m128i);
 
 #[target_feature(enable = "sha,sse2,ssse3,sse4.1")]
-fn pair_ni(a: &[u8], b: &[u8]) -> (Digest32, Digest32) {
+fn pair_ni(a: &[u8], b: &[u8], out: Option<(&mut [u8], &mut [u8])>) -> (Digest32, Digest32) {
     let (full_a, rest_a) = a.as_chunks::<64>();
     let (full_b, rest_b) = b.as_chunks::<64>();
     let (mut x, mut y) = (initial(), initial());
-    for (ba, bb) in full_a.iter().zip(full_b) {
-        compress2(&mut x, &mut y, ba, bb);
+    match out {
+        None => {
+            for (ba, bb) in full_a.iter().zip(full_b) {
+                compress2(&mut x, &mut y, ba, bb);
+            }
+        }
+        Some((oa, ob)) => {
+            // The stores ride along with the loads the rounds make anyway, and their
+            // cache misses overlap the rounds' latency: far cheaper than a second pass.
+            let (out_a, tail_a) = oa.as_chunks_mut::<64>();
+            let (out_b, tail_b) = ob.as_chunks_mut::<64>();
+            for (((ba, bb), da), db) in full_a.iter().zip(full_b).zip(out_a).zip(out_b) {
+                *da = *ba;
+                *db = *bb;
+                compress2(&mut x, &mut y, ba, bb);
+            }
+            tail_a.copy_from_slice(rest_a);
+            tail_b.copy_from_slice(rest_b);
+        }
     }
     // The same length gives the same number of padding blocks (one or two).
     let ((ta, n), (tb, _)) = (padding(rest_a, a.len() as u64), padding(rest_b, b.len() as u64));

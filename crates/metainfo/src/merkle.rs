@@ -254,34 +254,70 @@ impl FileHasher {
         })
     }
     /// Feeds the next bytes of the file.
-    pub fn update(&mut self, mut data: &[u8]) {
+    pub fn update(&mut self, data: &[u8]) {
+        self.absorb(data, &mut []);
+    }
+
+    /// Feeds the next bytes of the file and copies them to `out` in the same pass (see
+    /// [`piecework_interleaved_sha::digest_pair_copy`]): for bytes on their way into a
+    /// write buffer, the copy then costs little more than the hash alone.
+    ///
+    /// # Panics
+    /// If `out` is not as long as `data`.
+    pub fn update_copy(&mut self, data: &[u8], out: &mut [u8]) {
+        assert_eq!(out.len(), data.len(), "output length must match the input");
+        self.absorb(data, out);
+    }
+
+    /// `update`, copying to `out` unless it is empty.
+    fn absorb(&mut self, mut data: &[u8], mut out: &mut [u8]) {
         // Leaves are hashed in pairs (`leaf_hash_pair`); up to two blocks wait in `block`,
         // and a whole block waiting there pairs with the next one in place.
         const B: usize = BLOCK_SIZE as usize;
+        let copying = !out.is_empty();
         self.length += data.len() as u64;
         while !data.is_empty() {
             let held = self.block.len();
-            if held == 0 && data.len() >= 2 * B {
-                let (pairs, rest) = data.split_at(data.len() - data.len() % (2 * B));
-                for leaf in leaf_hashes(pairs) {
-                    self.push_leaf(leaf);
+            let take = if held == 0 && data.len() >= 2 * B {
+                let n = data.len() - data.len() % (2 * B);
+                if copying {
+                    let dst = out.get_mut(..n).unwrap_or_default();
+                    for leaf in piecework_interleaved_sha::digest_chunks_copy(&data[..n], B, dst) {
+                        self.push_leaf(leaf);
+                    }
+                } else {
+                    for leaf in leaf_hashes(&data[..n]) {
+                        self.push_leaf(leaf);
+                    }
                 }
-                data = rest;
+                data = &data[n..];
+                n
             } else if held == B && data.len() >= B {
                 let (x, y) = leaf_hash_pair(&self.block, &data[..B]);
                 self.block.clear();
                 self.push_leaf(x);
                 self.push_leaf(y);
+                if copying {
+                    out[..B].copy_from_slice(&data[..B]);
+                }
                 data = &data[B..];
+                B
             } else {
                 // Fill up to the next block boundary (or the pair's end).
                 let goal = if held < B { B } else { 2 * B };
                 let take = (goal - held).min(data.len());
                 self.block.extend_from_slice(&data[..take]);
+                if copying {
+                    out[..take].copy_from_slice(&data[..take]);
+                }
                 data = &data[take..];
                 if self.block.len() == 2 * B {
                     self.flush_block();
                 }
+                take
+            };
+            if copying {
+                out = std::mem::take(&mut out).get_mut(take..).unwrap_or_default();
             }
         }
     }
@@ -409,6 +445,12 @@ mod tests {
             for c in data.chunks(chunk) { h.update(c); }
             let (root, layer) = h.finish();
             prop_assert_eq!(root.unwrap(), naive_root(&data));
+            // The copying form gives the same tree and copies every byte, in any chunking.
+            let mut c = FileHasher::new(pl).unwrap();
+            let mut copy = vec![0u8; len];
+            for (src, dst) in data.chunks(chunk).zip(copy.chunks_mut(chunk)) { c.update_copy(src, dst); }
+            prop_assert_eq!(c.finish(), (root, layer.clone()));
+            prop_assert!(copy == data);
             if len as u64 > pl {
                 prop_assert_eq!(root_from_piece_layer(&layer, pl).unwrap(), root.unwrap());
             } else {

@@ -3,13 +3,16 @@
 #   1. tuspy -> @tus/server        (../shared/tus/tus_bench.sh)
 #   2. tuspy -> our server         (same script, TUS_BENCH_URL)
 #   3. our client -> our server    (`piecework upload`, timed here)
-# and our server's peak RSS (VmHWM) and CPU seconds per GiB received.
+# and our server's peak RSS (VmHWM) and CPU seconds per GiB received. Before each of our
+# client's runs it measures the disk's own durable write rate (the server's ceiling).
 # usage: tus_compare.sh [SIZE_MIB=1024] [RUNS=3] [CHUNKS="8M 64M"]
-# env: PIECEWORK_BIN (default target-upload/release/piecework), TUS_DIR (default /work/shared/tus),
+# env: PIECEWORK_BIN (default target-upload/release/piecework), PIECEWORK_CLIENT_BIN (the client
+#      of runs 3, default PIECEWORK_BIN), TUS_DIR (default /work/shared/tus),
 #      SERVER_ARGS (extra upload-server flags, e.g. --no-fsync), SKIP_TUSPY=1 (only our client).
 set -euo pipefail
 SIZE="${1:-1024}"; RUNS="${2:-3}"; CHUNKS="${3:-8M 64M}"
 BIN="${PIECEWORK_BIN:-target-upload/release/piecework}"
+CLIENT_BIN="${PIECEWORK_CLIENT_BIN:-$BIN}"
 TUS="${TUS_DIR:-/work/shared/tus}"
 W="$(mktemp -d /tmp/tus_cmp.XXXXXX)"; SP=""
 cleanup() { [ -n "$SP" ] && kill "$SP" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$W"; }
@@ -36,25 +39,51 @@ c1=$(cpu_s "$SP")
 echo "OURS_SERVER_CPU_S_PER_GIB_TUSPY $(python3 -c "import sys; print(round((float(sys.argv[2])-float(sys.argv[1]))/(int(sys.argv[3])*int(sys.argv[4])/1024*len(sys.argv[5].split())),3))" "$c0" "$c1" "$SIZE" "$RUNS" "$CHUNKS")"
 fi
 
+# The disk's own rate for the durable pattern our server follows: 1 MiB O_DIRECT writes to
+# a fresh file beside the store, one fdatasync per chunk. A shared disk's rate moves between
+# runs, so it is measured right before each of our client's runs.
+disk_rate() {
+  python3 - "$W/disk.bin" "$SIZE" "$1" <<'PY'
+import mmap, os, sys, time
+path, size, chunk = sys.argv[1], int(sys.argv[2]) << 20, sys.argv[3]
+chunk = int(chunk[:-1]) << {"K": 10, "M": 20, "G": 30}[chunk[-1]] if chunk[-1] in "KMG" else int(chunk)
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o600)
+buf = mmap.mmap(-1, 1 << 20)
+t = time.monotonic()
+for off in range(0, size, 1 << 20):
+    os.pwrite(fd, buf, off)
+    if (off + (1 << 20)) % chunk == 0 or off + (1 << 20) >= size:
+        os.fdatasync(fd)
+print(round(size / (time.monotonic() - t) / 1e6, 1))
+os.close(fd)
+os.unlink(path)
+PY
+}
+
 head -c $((SIZE << 20)) /dev/urandom > "$W/src.bin"
 sync
 cat "$W/src.bin" > /dev/null
 for C in $CHUNKS; do
-  vals=(); cpus=()
+  vals=(); cpus=(); disk=()
   for r in $(seq "$RUNS"); do
+    disk+=("$(disk_rate "$C")")
+    sync
     rm -rf "$W/state"
     c0=$(cpu_s "$SP"); t0=$(date +%s.%N)
-    u=$(timeout 600 "$BIN" upload "$W/src.bin" "$URL" --chunk-size "$C" --quiet --state-dir "$W/state" | tail -1)
+    u=$(timeout 600 "$CLIENT_BIN" upload "$W/src.bin" "$URL" --chunk-size "$C" --quiet --state-dir "$W/state" | tail -1)
     t1=$(date +%s.%N); c1=$(cpu_s "$SP")
     vals+=("$(python3 -c "import sys; print(round((int(sys.argv[1]) << 20) / (float(sys.argv[3]) - float(sys.argv[2])) / 1e6, 1))" "$SIZE" "$t0" "$t1")")
     cpus+=("$(python3 -c "import sys; print(round((float(sys.argv[2])-float(sys.argv[1]))/(int(sys.argv[3])/1024),3))" "$c0" "$c1" "$SIZE")")
     curl -s -m 30 -o /dev/null -X DELETE -H 'Tus-Resumable: 1.0.0' "$u" || true
   done
-  python3 - "$C" "$SIZE" "${vals[*]}" "${cpus[*]}" <<'PY'
+  python3 - "$C" "$SIZE" "${vals[*]}" "${cpus[*]}" "${disk[*]}" <<'PY'
 import json, statistics, sys
-c, size, vals, cpus = sys.argv[1], int(sys.argv[2]), [float(v) for v in sys.argv[3].split()], [float(v) for v in sys.argv[4].split()]
+c, size = sys.argv[1], int(sys.argv[2])
+vals, cpus, disk = ([float(v) for v in a.split()] for a in sys.argv[3:6])
 print("BENCH_OURS_TO_OURS " + json.dumps({"chunk": c, "size_mib": size, "runs_mb_per_s": vals,
-      "median_mb_per_s": statistics.median(vals), "server_cpu_s_per_gib": cpus}))
+      "median_mb_per_s": statistics.median(vals), "server_cpu_s_per_gib": cpus,
+      "disk_direct_mb_per_s": disk, "median_share_of_disk": round(statistics.median(
+          v / d for v, d in zip(vals, disk)), 3)}))
 PY
 done
 echo "OURS_SERVER_VMHWM $(grep VmHWM "/proc/$SP/status" | awk '{print $2, $3}')"

@@ -62,16 +62,32 @@ impl MerkleBuilder {
 
     /// Feeds the next bytes of the file.
     pub fn update(&mut self, data: &[u8]) {
+        if let Some(h) = self.hasher_for(data) {
+            h.update(data);
+        }
+    }
+
+    /// Feeds the next bytes of the file and copies them to `out` in the same pass, for
+    /// bytes on their way into a write buffer ([`FileHasher::update_copy`]).
+    ///
+    /// # Panics
+    /// If `out` is not as long as `data`.
+    pub fn update_copy(&mut self, data: &[u8], out: &mut [u8]) {
+        match self.hasher_for(data) {
+            Some(h) => h.update_copy(data, out),
+            None => out.copy_from_slice(data),
+        }
+    }
+
+    fn hasher_for(&mut self, data: &[u8]) -> Option<&mut FileHasher> {
         if data.is_empty() {
-            return;
+            return None;
         }
         if self.hasher.is_none() {
             self.hasher = FileHasher::new(PIECE_LENGTH);
         }
         // `new` takes any power of two >= 16 KiB, so the hasher is there.
-        if let Some(h) = &mut self.hasher {
-            h.update(data);
-        }
+        self.hasher.as_mut()
     }
 
     /// The pieces root of everything fed so far (the builder can go on);

@@ -157,6 +157,19 @@ pub trait StoreWriter: Send {
     fn write_all(&mut self, data: &[u8]) -> Result<(), Error>;
     /// Makes everything written so far durable.
     fn sync(&mut self) -> Result<(), Error>;
+    /// Room for the next bytes in the writer's own buffer, if it keeps one: fill a prefix,
+    /// then [`commit`](Self::commit) it. Lets the caller hash the bytes on their way in
+    /// instead of in a pass of their own. The default keeps no buffer.
+    fn buffer(&mut self) -> Option<&mut [u8]> {
+        None
+    }
+    /// Appends the first `n` bytes of [`buffer`](Self::buffer), as `write_all` would.
+    fn commit(&mut self, n: usize) -> Result<(), Error> {
+        match n {
+            0 => Ok(()),
+            _ => Err(Error::InvalidState("commit without a buffer")),
+        }
+    }
 }
 
 /// Positional, synchronous upload storage.
@@ -576,15 +589,6 @@ impl AlignedBuf {
         self.fill = lead;
     }
 
-    /// Copies in as much of `data` as fits; returns how much.
-    fn append(&mut self, data: &[u8]) -> usize {
-        let room = self.slice_mut(self.fill, DIRECT_BUFFER);
-        let n = room.len().min(data.len());
-        room[..n].copy_from_slice(&data[..n]);
-        self.fill += n;
-        n
-    }
-
     fn is_full(&self) -> bool {
         self.fill == DIRECT_BUFFER
     }
@@ -707,16 +711,33 @@ impl DirectWriter {
     }
 
     fn write_all(&mut self, mut data: &[u8]) -> Result<(), Error> {
-        self.dirty = true;
         while !data.is_empty() {
-            let Some(buf) = self.cur.as_mut() else { return Err(self.failed()) };
-            let n = buf.append(data);
-            let full = buf.is_full();
-            self.pos += n as u64;
+            let Some(room) = self.buffer() else { return Err(self.failed()) };
+            let n = room.len().min(data.len());
+            room[..n].copy_from_slice(&data[..n]);
+            self.commit(n)?;
             data = data.get(n..).unwrap_or(&[]);
-            if full {
-                self.ship()?;
-            }
+        }
+        Ok(())
+    }
+
+    /// The unfilled rest of the current buffer (never empty: a full one is shipped).
+    fn buffer(&mut self) -> Option<&mut [u8]> {
+        let buf = self.cur.as_mut()?;
+        let fill = buf.fill;
+        Some(buf.slice_mut(fill, DIRECT_BUFFER))
+    }
+
+    fn commit(&mut self, n: usize) -> Result<(), Error> {
+        let Some(buf) = self.cur.as_mut() else { return Err(self.failed()) };
+        if n > DIRECT_BUFFER - buf.fill {
+            return Err(Error::InvalidState("commit past the buffer"));
+        }
+        self.dirty = true;
+        buf.fill += n;
+        self.pos += n as u64;
+        if buf.is_full() {
+            self.ship()?;
         }
         Ok(())
     }
@@ -825,6 +846,19 @@ impl StoreWriter for FileWriter {
         match &mut self.inner {
             WriterKind::Buffered(w) => w.write_all(data),
             WriterKind::Direct(w) => w.write_all(data),
+        }
+    }
+    fn buffer(&mut self) -> Option<&mut [u8]> {
+        match &mut self.inner {
+            WriterKind::Buffered(_) => None,
+            WriterKind::Direct(w) => w.buffer(),
+        }
+    }
+    fn commit(&mut self, n: usize) -> Result<(), Error> {
+        match &mut self.inner {
+            WriterKind::Buffered(_) if n > 0 => Err(Error::InvalidState("commit without a buffer")),
+            WriterKind::Buffered(_) => Ok(()),
+            WriterKind::Direct(w) => w.commit(n),
         }
     }
     fn sync(&mut self) -> Result<(), Error> {
