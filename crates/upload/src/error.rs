@@ -159,6 +159,18 @@ pub enum Error {
         /// HTTP status.
         status: u16,
     },
+    /// Client side: a response that is not valid HTTP/1.x, or whose framing
+    /// is ambiguous (two different `Content-Length`s).
+    #[error("malformed HTTP response")]
+    MalformedResponse,
+    /// Client side: a response head over the configured limits.
+    #[error("response head exceeds {max_head} bytes or {max_headers} fields")]
+    ResponseTooLarge {
+        /// Byte limit in force.
+        max_head: usize,
+        /// Field limit in force.
+        max_headers: usize,
+    },
     /// Client side: retries exhausted.
     #[error("gave up after {attempts} attempts")]
     RetriesExhausted {
@@ -205,6 +217,8 @@ impl Error {
             | Error::CorruptRecord { .. }
             | Error::InvalidState(_)
             | Error::RetriesExhausted { .. }
+            | Error::MalformedResponse
+            | Error::ResponseTooLarge { .. }
             | Error::Io(_) => 500,
         }
     }

@@ -3,6 +3,11 @@
 //! Streams each chunk from the file in small reads (never a whole chunk in
 //! memory), reports progress, retries with backoff, and resumes: give it the
 //! URL of an earlier attempt, or a `resume_file` where the URL is kept.
+//!
+//! On Linux, `PATCH`es to `http://` URLs go over the
+//! [`patch_stream`](crate::patch_stream) transport instead (bodies sent with
+//! `sendfile(2)`, two requests pipelined) unless
+//! [`ClientConfig::sendfile`] is off; creation and `HEAD` stay on reqwest.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -65,6 +70,94 @@ fn body_for(path: PathBuf, offset: u64, len: u64) -> reqwest::Body {
     reqwest::Body::wrap_stream(file_stream(path, offset, len))
 }
 
+/// State of the fast `PATCH` transport across steps of one upload.
+#[cfg(target_os = "linux")]
+struct Fast {
+    file: Option<std::sync::Arc<std::fs::File>>,
+    conn: Option<crate::patch_stream::PatchConnection>,
+}
+
+#[cfg(target_os = "linux")]
+impl Fast {
+    fn new() -> Self {
+        Self { file: None, conn: None }
+    }
+
+    /// The request to send over the fast transport, if `action` is a `PATCH`
+    /// to a plain `http://` URL and the transport is on.
+    fn request(action: &Action, config: &ClientConfig) -> Option<crate::patch_stream::PatchRequest> {
+        let Action::Patch { url, offset, len, checksum, headers } = action else { return None };
+        let url = reqwest::Url::parse(url).ok().filter(|u| u.scheme() == "http" && config.sendfile)?;
+        Some(crate::patch_stream::PatchRequest {
+            url,
+            offset: *offset,
+            len: *len,
+            checksum: *checksum,
+            headers: headers.clone(),
+        })
+    }
+
+    /// Sends `first` (just polled from `m`) and, pipelined behind it, each
+    /// next `PATCH` the machine hands out, until nothing is in flight.
+    async fn patch(
+        &mut self,
+        job: &UploadJob,
+        m: &mut ClientMachine,
+        first: crate::patch_stream::PatchRequest,
+        total: u64,
+        progress: &mut impl FnMut(u64, u64),
+    ) -> Result<(), Error> {
+        let file = match &self.file {
+            Some(f) => f.clone(),
+            None => {
+                let f = std::sync::Arc::new(tokio::fs::File::open(&job.path).await?.into_std().await);
+                self.file.insert(f).clone()
+            }
+        };
+        let timeout = job.config.io_timeout;
+        let mut requests = vec![first];
+        loop {
+            if let Some(next) = m.poll_pipelined() {
+                match Self::request(&next, &job.config) {
+                    Some(r) => requests.push(r),
+                    // Not sendable here (another scheme): forget it unanswered.
+                    None => return Err(Error::InvalidState("pipelined PATCH to another kind of URL")),
+                }
+            }
+            let conn = self.conn.take();
+            let f = file.clone();
+            let (conn, answer) =
+                tokio::task::spawn_blocking(move || crate::patch_stream::step(conn, &f, &requests, timeout))
+                    .await
+                    .map_err(io)?;
+            requests = Vec::new();
+            self.conn = conn;
+            let now = SystemTime::now();
+            let head = match answer {
+                Ok(h) => h,
+                Err(_) => {
+                    self.conn = None;
+                    return m.handle_error(now);
+                }
+            };
+            let before = m.in_flight();
+            m.handle_response(now, &head.response)?;
+            progress(m.offset(), total);
+            if m.in_flight() == 0 {
+                if before > 1 {
+                    // The pipelined request was discarded: its answer must never be read.
+                    self.conn = None;
+                }
+                return Ok(());
+            }
+            if !head.keep_alive {
+                // The server closed after this answer: the pipelined request was never read.
+                return m.handle_unanswered();
+            }
+        }
+    }
+}
+
 /// Uploads (or resumes) `job`; `progress(confirmed_offset, total)` runs after
 /// every confirmed step. Returns the upload URL.
 pub async fn upload_file(job: UploadJob, mut progress: impl FnMut(u64, u64)) -> Result<String, Error> {
@@ -80,9 +173,16 @@ pub async fn upload_file(job: UploadJob, mut progress: impl FnMut(u64, u64)) -> 
     // Loopback-friendly and predictable: ignore proxy environment variables.
     let http = reqwest::Client::builder().no_proxy().build().map_err(io)?;
     let mut m = ClientMachine::new(job.config.clone(), total, resume);
+    #[cfg(target_os = "linux")]
+    let mut fast = Fast::new();
     loop {
         let now = SystemTime::now();
         let action = m.poll_action(now)?;
+        #[cfg(target_os = "linux")]
+        if let Some(first) = Fast::request(&action, &job.config) {
+            fast.patch(&job, &mut m, first, total, &mut progress).await?;
+            continue;
+        }
         let mut is_head = false;
         let sent = match action {
             Action::Done { url } => {

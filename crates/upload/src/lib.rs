@@ -52,7 +52,8 @@
 //! - `zstd`: per-chunk zstd on downloads that send `Accept-Encoding: zstd`
 //!   (incompressible chunks are stored raw) ([`compress`]).
 //! - `client`: reqwest client ([`http_client`]) with progress callbacks that
-//!   resumes interrupted uploads.
+//!   resumes interrupted uploads; on Linux, `PATCH` bodies to `http://` URLs
+//!   go out with `sendfile(2)`, pipelined ([`patch_stream`]).
 //!
 //! [tus 1.0.0]: https://tus.io/protocols/resumable-upload
 //! [BEP 52]: https://www.bittorrent.org/beps/bep_0052.html
@@ -78,6 +79,8 @@ pub mod compress;
 pub mod http_client;
 #[cfg(feature = "server")]
 pub mod http_server;
+#[cfg(all(feature = "client", target_os = "linux"))]
+pub mod patch_stream;
 
 pub use error::Error;
 pub use id::{MAX_ID_LEN, UploadId, UploadOffset};

@@ -488,6 +488,9 @@ const DIRECT_BUFFER: usize = 1 << 20;
 /// Buffers per writer: one filling while the others are on their way to the
 /// disk, so hashing and disk writes overlap.
 const DIRECT_BUFFERS: usize = 3;
+/// A writer's first buffer goes to the disk once it holds this much, not when full: the
+/// disk is idle when a PATCH starts, and a durable PATCH ends only when the disk is done.
+const FIRST_WRITE: usize = 256 * 1024;
 /// Idle buffers a store keeps for its next writers (bounds idle memory): one writer's
 /// worth, the common case of one upload at a time.
 const POOL_BUFFERS: usize = DIRECT_BUFFERS;
@@ -632,6 +635,8 @@ struct DirectWriter {
     done: Option<std::sync::mpsc::Receiver<std::io::Result<()>>>,
     /// Written (or just opened) since the last sync; see [`BufferedWriter`].
     dirty: bool,
+    /// A buffer has gone to the I/O thread (see [`FIRST_WRITE`]).
+    shipped: bool,
 }
 
 impl std::fmt::Debug for DirectJob {
@@ -669,6 +674,7 @@ impl DirectWriter {
             spare,
             done: Some(done),
             dirty: true,
+            shipped: false,
         })
     }
 
@@ -696,18 +702,42 @@ impl DirectWriter {
             return Ok(());
         }
         self.send(DirectJob::Write(buf))?;
-        let mut next = if self.allocated < DIRECT_BUFFERS {
-            self.allocated += 1;
-            take_buffer(&self.pool)
-        } else {
-            match self.spare.recv() {
-                Ok(b) => b,
-                Err(_) => return Err(self.failed()),
-            }
-        };
+        self.shipped = true;
+        let mut next = self.next_buffer()?;
         next.reset(self.pos);
         self.cur = Some(next);
         Ok(())
+    }
+
+    /// Ships the current buffer's bytes up to its last whole aligned block; the rest moves
+    /// to the start of the next buffer.
+    fn ship_head(&mut self) -> Result<(), Error> {
+        let Some(mut buf) = self.cur.take() else { return Err(self.failed()) };
+        let cut = buf.fill - buf.fill % DIRECT_ALIGN;
+        if cut <= buf.lead {
+            self.cur = Some(buf);
+            return Ok(());
+        }
+        let mut next = self.next_buffer()?;
+        next.reset(buf.file_base + cut as u64);
+        let carried = buf.fill - cut;
+        next.slice_mut(0, carried).copy_from_slice(buf.slice(cut, buf.fill));
+        next.fill = carried;
+        buf.fill = cut;
+        self.cur = Some(next);
+        self.send(DirectJob::Write(buf))?;
+        self.shipped = true;
+        Ok(())
+    }
+
+    /// An empty buffer: a new one while the writer has fewer than [`DIRECT_BUFFERS`], else
+    /// the next one the I/O thread gives back.
+    fn next_buffer(&mut self) -> Result<AlignedBuf, Error> {
+        if self.allocated < DIRECT_BUFFERS {
+            self.allocated += 1;
+            return Ok(take_buffer(&self.pool));
+        }
+        self.spare.recv().map_err(|_| self.failed())
     }
 
     fn write_all(&mut self, mut data: &[u8]) -> Result<(), Error> {
@@ -738,6 +768,8 @@ impl DirectWriter {
         self.pos += n as u64;
         if buf.is_full() {
             self.ship()?;
+        } else if !self.shipped && buf.fill >= FIRST_WRITE {
+            self.ship_head()?;
         }
         Ok(())
     }
