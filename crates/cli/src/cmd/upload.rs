@@ -32,6 +32,11 @@ pub(crate) struct Args {
     /// Send `Upload-Checksum` with every chunk (sha1, sha256, md5, crc32c).
     #[arg(long, value_parser = parse_checksum)]
     checksum: Option<ChecksumAlgorithm>,
+    /// Send each PATCH only after the previous one is answered (for proxies that mishandle
+    /// pipelined requests). By default the next chunk follows right behind the previous one,
+    /// which hides the round trip per chunk.
+    #[arg(long)]
+    no_pipeline: bool,
     /// Do not draw a progress bar.
     #[arg(long)]
     quiet: bool,
@@ -76,6 +81,7 @@ pub(crate) fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut job = UploadJob::new(endpoint, &a.file);
     job.config.chunk_size = a.chunk_size;
     job.config.checksum = a.checksum;
+    job.config.pipeline = !a.no_pipeline;
     if let Some(name) = a.file.file_name().and_then(|n| n.to_str()) {
         // A name the metadata rules refuse is simply not sent.
         let _ = job.config.metadata.insert("filename", name.as_bytes());
