@@ -235,31 +235,57 @@ impl Iterator for Chunks<'_> {
     type Item = Digest32;
 
     fn next(&mut self) -> Option<Digest32> {
-        if let Some(d) = self.pending.take() {
-            return Some(d);
-        }
-        if self.data.is_empty() {
-            return None;
-        }
-        let n = self.chunk_len;
-        if self.data.len() > n {
-            // Two chunks left: the second may be short, and then `digest_pair` hashes them
-            // one by one.
-            let (a, rest) = self.data.split_at(n);
-            let (b, rest) = rest.split_at(n.min(rest.len()));
-            self.data = rest;
-            let (x, y) = digest_pair(a, b);
-            self.pending = Some(y);
-            return Some(x);
-        }
-        let last = std::mem::take(&mut self.data);
-        Some(one(last))
+        next_chunk_digest(&mut self.data, self.chunk_len, &mut self.pending, None)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.data.len().div_ceil(self.chunk_len) + usize::from(self.pending.is_some());
+        let n = chunks_left(self.data, self.chunk_len, &self.pending);
         (n, Some(n))
     }
+}
+
+/// The step of [`Chunks`] and [`ChunksCopy`]: the digest held from the last pair, or the
+/// next chunk's, hashed together with the one after it (and both copied to `out`, if given,
+/// which then advances past them).
+fn next_chunk_digest(
+    data: &mut &[u8],
+    chunk_len: usize,
+    pending: &mut Option<Digest32>,
+    out: Option<&mut &mut [u8]>,
+) -> Option<Digest32> {
+    if let Some(d) = pending.take() {
+        return Some(d);
+    }
+    if data.is_empty() {
+        return None;
+    }
+    // The second chunk may be short (then `digest_pair` hashes the two one by one) or
+    // empty (the last chunk on its own).
+    let n = chunk_len.min(data.len());
+    let m = chunk_len.min(data.len() - n);
+    let (a, rest) = data.split_at(n);
+    let (b, rest) = rest.split_at(m);
+    *data = rest;
+    let (x, y) = match out {
+        Some(out) => {
+            let (oa, rest) = std::mem::take(out).split_at_mut(n);
+            let (ob, rest) = rest.split_at_mut(m);
+            *out = rest;
+            if m == 0 {
+                oa.copy_from_slice(a);
+                return Some(one(a));
+            }
+            digest_pair_copy(a, b, oa, ob)
+        }
+        None if m == 0 => return Some(one(a)),
+        None => digest_pair(a, b),
+    };
+    *pending = Some(y);
+    Some(x)
+}
+
+fn chunks_left(data: &[u8], chunk_len: usize, pending: &Option<Digest32>) -> usize {
+    data.len().div_ceil(chunk_len) + usize::from(pending.is_some())
 }
 
 impl ExactSizeIterator for Chunks<'_> {}
@@ -289,31 +315,11 @@ impl Iterator for ChunksCopy<'_> {
     type Item = Digest32;
 
     fn next(&mut self) -> Option<Digest32> {
-        if let Some(d) = self.pending.take() {
-            return Some(d);
-        }
-        if self.data.is_empty() {
-            return None;
-        }
-        let n = self.chunk_len.min(self.data.len());
-        let m = self.chunk_len.min(self.data.len() - n);
-        let (a, rest) = self.data.split_at(n);
-        let (b, rest) = rest.split_at(m);
-        self.data = rest;
-        let (oa, rest) = std::mem::take(&mut self.out).split_at_mut(n);
-        let (ob, rest) = rest.split_at_mut(m);
-        self.out = rest;
-        if m == 0 {
-            oa.copy_from_slice(a);
-            return Some(one(a));
-        }
-        let (x, y) = digest_pair_copy(a, b, oa, ob);
-        self.pending = Some(y);
-        Some(x)
+        next_chunk_digest(&mut self.data, self.chunk_len, &mut self.pending, Some(&mut self.out))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = self.data.len().div_ceil(self.chunk_len) + usize::from(self.pending.is_some());
+        let n = chunks_left(self.data, self.chunk_len, &self.pending);
         (n, Some(n))
     }
 }

@@ -192,6 +192,11 @@ impl ClientMachine {
         vec![(headers::TUS_RESUMABLE, headers::TUS_VERSION.to_owned())]
     }
 
+    /// Bytes of the `PATCH` that starts at `start` (at most a chunk, never past the file).
+    fn chunk_at(&self, start: u64) -> u64 {
+        self.file_len.saturating_sub(start).min(self.config.chunk_size.max(1))
+    }
+
     fn patch_action(&self, url: String, offset: u64, len: u64) -> Action {
         let mut h = Self::base();
         h.push((headers::CONTENT_TYPE, headers::OFFSET_OCTET_STREAM.to_owned()));
@@ -216,7 +221,7 @@ impl ClientMachine {
         }
         let url = self.url.clone()?;
         let start = self.offset.checked_add(len).filter(|&s| s < self.file_len)?;
-        let next = (self.file_len - start).min(self.config.chunk_size.max(1));
+        let next = self.chunk_at(start);
         self.pipelined = Some(next);
         Some(self.patch_action(url, start, next))
     }
@@ -259,7 +264,7 @@ impl ClientMachine {
             }
             (Step::Head, Some(url)) => (Action::Head { url, headers: Self::base() }, 0),
             (Step::Patch, Some(url)) => {
-                let len = (self.file_len - self.offset).min(self.config.chunk_size.max(1));
+                let len = self.chunk_at(self.offset);
                 (self.patch_action(url, self.offset, len), len)
             }
         };

@@ -17,7 +17,7 @@ const READ_CHUNK: usize = 256 * 1024;
 /// pool, so fewer, larger reads cost fewer context switches.
 const STREAM_CHUNK: usize = 1 << 20;
 
-fn shrank() -> std::io::Error {
+pub(crate) fn shrank() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank while being read")
 }
 
@@ -84,6 +84,33 @@ pub(crate) async fn read_range(
             return Err(shrank());
         }
         consume(buf.get(..n).unwrap_or(&[]));
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// [`read_range`] over an open file, blocking, through `buf` (grown to [`READ_CHUNK`] once
+/// and kept by the caller between calls).
+#[cfg(all(feature = "client", target_os = "linux"))]
+pub(crate) fn read_range_at(
+    file: &std::fs::File,
+    start: u64,
+    len: u64,
+    buf: &mut Vec<u8>,
+    mut consume: impl FnMut(&[u8]),
+) -> Result<(), std::io::Error> {
+    use std::os::unix::fs::FileExt as _;
+    buf.resize(READ_CHUNK, 0);
+    let (mut pos, mut left) = (start, len);
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        let part = buf.get_mut(..want).unwrap_or(&mut []);
+        let n = file.read_at(part, pos)?;
+        if n == 0 {
+            return Err(shrank());
+        }
+        consume(part.get(..n).unwrap_or(&[]));
+        pos += n as u64;
         left -= n as u64;
     }
     Ok(())

@@ -15,7 +15,6 @@
 use std::fs::File;
 use std::io::{self, Read as _, Write as _};
 use std::net::TcpStream;
-use std::os::unix::fs::FileExt as _;
 use std::time::Duration;
 
 use bytes::{Buf as _, BufMut, BytesMut};
@@ -23,6 +22,7 @@ use bytes::{Buf as _, BufMut, BytesMut};
 use crate::Error;
 use crate::checksum::ChecksumAlgorithm;
 use crate::client::ClientResponse;
+use crate::file_range::{read_range_at, shrank};
 use crate::headers;
 
 /// Limits on one response head, checked before anything is kept from it.
@@ -255,14 +255,8 @@ pub(crate) struct PatchRequest {
 
 /// Bytes read from the socket at once (responses are small).
 const READ_CHUNK: usize = 8 * 1024;
-/// Largest read when hashing a chunk for `Upload-Checksum`.
-const HASH_CHUNK: usize = 256 * 1024;
 /// Largest single `sendfile` call; the kernel caps it near 2 GiB anyway.
 const SENDFILE_MAX: usize = 1 << 30;
-
-fn shrank() -> io::Error {
-    io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being sent")
-}
 
 /// A keep-alive HTTP/1.1 connection that sends `PATCH` bodies with
 /// `sendfile(2)`. Blocking: run it on a blocking thread.
@@ -358,20 +352,8 @@ impl PatchConnection {
         len: u64,
         alg: ChecksumAlgorithm,
     ) -> io::Result<crate::checksum::Checksum> {
-        self.scratch.resize(HASH_CHUNK, 0);
         let mut h = alg.hasher();
-        let (mut pos, mut left) = (offset, len);
-        while left > 0 {
-            let want = usize::try_from(left).unwrap_or(usize::MAX).min(self.scratch.len());
-            let part = self.scratch.get_mut(..want).unwrap_or(&mut []);
-            let n = file.read_at(part, pos)?;
-            if n == 0 {
-                return Err(shrank());
-            }
-            h.update(part.get(..n).unwrap_or(&[]));
-            pos += n as u64;
-            left -= n as u64;
-        }
+        read_range_at(file, offset, len, &mut self.scratch, |b| h.update(b))?;
         Ok(h.finish())
     }
 

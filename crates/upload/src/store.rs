@@ -165,10 +165,15 @@ pub trait StoreWriter: Send {
     }
     /// Appends the first `n` bytes of [`buffer`](Self::buffer), as `write_all` would.
     fn commit(&mut self, n: usize) -> Result<(), Error> {
-        match n {
-            0 => Ok(()),
-            _ => Err(Error::InvalidState("commit without a buffer")),
-        }
+        commit_without_buffer(n)
+    }
+}
+
+/// [`StoreWriter::commit`] of a writer that keeps no buffer: nothing can have been filled.
+fn commit_without_buffer(n: usize) -> Result<(), Error> {
+    match n {
+        0 => Ok(()),
+        _ => Err(Error::InvalidState("commit without a buffer")),
     }
 }
 
@@ -888,8 +893,7 @@ impl StoreWriter for FileWriter {
     }
     fn commit(&mut self, n: usize) -> Result<(), Error> {
         match &mut self.inner {
-            WriterKind::Buffered(_) if n > 0 => Err(Error::InvalidState("commit without a buffer")),
-            WriterKind::Buffered(_) => Ok(()),
+            WriterKind::Buffered(_) => commit_without_buffer(n),
             WriterKind::Direct(w) => w.commit(n),
         }
     }

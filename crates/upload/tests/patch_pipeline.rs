@@ -165,38 +165,43 @@ async fn fast_path_uploads_multi_chunk_files_pipelined() {
     server.task.abort();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pipelined_chunk_rejected_then_upload_completes() {
+/// Uploads `len` bytes in `chunk`-byte PATCHes through a proxy that injects `fault`,
+/// checks that the stored bytes are the source's, and returns how many connections
+/// started with a PATCH.
+async fn upload_through(
+    fault: Fault,
+    len: usize,
+    seed: u64,
+    chunk: usize,
+    checksum: Option<ChecksumAlgorithm>,
+) -> usize {
     let store = tempfile::tempdir().unwrap();
     let src = tempfile::tempdir().unwrap();
     let server = start(config(store.path())).await;
-    let chunk = 256 * 1024;
-    let bytes = data(2 * 1024 * 1024 + 5, 8);
-    let file = write_file(src.path(), "b.bin", &bytes);
-    // Inside the second chunk's body (each head is under 300 bytes): that
-    // chunk fails its checksum (460), the one pipelined behind it gets 409.
-    let (addr, seen) = proxy(server.addr, Fault::Flip(chunk + chunk / 2)).await;
+    let bytes = data(len, seed);
+    let file = write_file(src.path(), "f.bin", &bytes);
+    let (addr, seen) = proxy(server.addr, fault).await;
     let mut j = job(&format!("http://{addr}/files/"), &file, chunk as u64, true);
-    j.config.checksum = Some(ChecksumAlgorithm::Crc32c);
+    j.config.checksum = checksum;
     let url = upload_file(j, |_, _| {}).await.unwrap();
     assert_eq!(stored(store.path(), &url), bytes);
-    assert!(seen.patch_conns.load(Ordering::SeqCst) >= 2, "the connection was dropped and a new one made");
     server.task.abort();
+    seen.patch_conns.load(Ordering::SeqCst)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_chunk_rejected_then_upload_completes() {
+    let chunk = 256 * 1024;
+    // Inside the second chunk's body (each head is under 300 bytes): that
+    // chunk fails its checksum (460), the one pipelined behind it gets 409.
+    let fault = Fault::Flip(chunk + chunk / 2);
+    let conns = upload_through(fault, 2 * 1024 * 1024 + 5, 8, chunk, Some(ChecksumAlgorithm::Crc32c)).await;
+    assert!(conns >= 2, "the connection was dropped and a new one made");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_cut_mid_pipeline_resumes() {
-    let store = tempfile::tempdir().unwrap();
-    let src = tempfile::tempdir().unwrap();
-    let server = start(config(store.path())).await;
     let chunk = 256 * 1024;
-    let bytes = data(2 * 1024 * 1024, 9);
-    let file = write_file(src.path(), "c.bin", &bytes);
-    let (addr, seen) = proxy(server.addr, Fault::Cut(3 * chunk + 100)).await;
-    let url = upload_file(job(&format!("http://{addr}/files/"), &file, chunk as u64, true), |_, _| {})
-        .await
-        .unwrap();
-    assert_eq!(stored(store.path(), &url), bytes);
-    assert!(seen.patch_conns.load(Ordering::SeqCst) >= 2);
-    server.task.abort();
+    let conns = upload_through(Fault::Cut(3 * chunk + 100), 2 * 1024 * 1024, 9, chunk, None).await;
+    assert!(conns >= 2);
 }
