@@ -4,15 +4,19 @@
 #   2. tuspy -> our server         (same script, TUS_BENCH_URL)
 #   3. our client -> our server    (`piecework upload`, timed here)
 # and our server's peak RSS (VmHWM) and CPU seconds per GiB received. Before each of our
-# client's runs it measures the disk's own durable write rate (the server's ceiling).
+# client's runs it measures the disk's own durable write rate and the server's store path
+# without the network (examples/store_throughput.rs): the two ceilings under the upload.
 # usage: tus_compare.sh [SIZE_MIB=1024] [RUNS=3] [CHUNKS="8M 64M"]
 # env: PIECEWORK_BIN (default target-upload/release/piecework), PIECEWORK_CLIENT_BIN (the client
 #      of runs 3, default PIECEWORK_BIN), TUS_DIR (default /work/shared/tus),
-#      SERVER_ARGS (extra upload-server flags, e.g. --no-fsync), SKIP_TUSPY=1 (only our client).
+#      SERVER_ARGS (extra upload-server flags, e.g. --no-fsync), SKIP_TUSPY=1 (only our client),
+#      STORE_BIN (default target-upload/release/examples/store_throughput; build it with
+#      `cargo build --release -p piecework-upload --example store_throughput`).
 set -euo pipefail
 SIZE="${1:-1024}"; RUNS="${2:-3}"; CHUNKS="${3:-8M 64M}"
 BIN="${PIECEWORK_BIN:-target-upload/release/piecework}"
 CLIENT_BIN="${PIECEWORK_CLIENT_BIN:-$BIN}"
+STORE_BIN="${STORE_BIN:-target-upload/release/examples/store_throughput}"
 TUS="${TUS_DIR:-/work/shared/tus}"
 W="$(mktemp -d /tmp/tus_cmp.XXXXXX)"; SP=""
 cleanup() { [ -n "$SP" ] && kill "$SP" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$W"; }
@@ -63,10 +67,24 @@ PY
 head -c $((SIZE << 20)) /dev/urandom > "$W/src.bin"
 sync
 cat "$W/src.bin" > /dev/null
+# The server's own path (hashing, the O_DIRECT pipeline, fdatasync per PATCH) fed from
+# memory by a second thread: what the server could do if the network cost nothing.
+store_rate() {
+  if [ -x "$STORE_BIN" ]; then
+    "$STORE_BIN" "$W/store_only" "$SIZE" "$1" | sed -n 's/^STORE_THROUGHPUT //p' \
+      | python3 -c "import json, sys; print(json.load(sys.stdin)['mb_per_s'])"
+    rm -rf "$W/store_only"
+  else
+    echo "store path: $STORE_BIN missing, not measured" >&2
+    echo 0
+  fi
+}
+
 for C in $CHUNKS; do
-  vals=(); cpus=(); disk=()
+  vals=(); cpus=(); disk=(); store=()
   for r in $(seq "$RUNS"); do
     disk+=("$(disk_rate "$C")")
+    store+=("$(store_rate "$C")")
     sync
     rm -rf "$W/state"
     c0=$(cpu_s "$SP"); t0=$(date +%s.%N)
@@ -76,14 +94,18 @@ for C in $CHUNKS; do
     cpus+=("$(python3 -c "import sys; print(round((float(sys.argv[2])-float(sys.argv[1]))/(int(sys.argv[3])/1024),3))" "$c0" "$c1" "$SIZE")")
     curl -s -m 30 -o /dev/null -X DELETE -H 'Tus-Resumable: 1.0.0' "$u" || true
   done
-  python3 - "$C" "$SIZE" "${vals[*]}" "${cpus[*]}" "${disk[*]}" <<'PY'
+  python3 - "$C" "$SIZE" "${vals[*]}" "${cpus[*]}" "${disk[*]}" "${store[*]}" <<'PY'
 import json, statistics, sys
 c, size = sys.argv[1], int(sys.argv[2])
-vals, cpus, disk = ([float(v) for v in a.split()] for a in sys.argv[3:6])
-print("BENCH_OURS_TO_OURS " + json.dumps({"chunk": c, "size_mib": size, "runs_mb_per_s": vals,
-      "median_mb_per_s": statistics.median(vals), "server_cpu_s_per_gib": cpus,
-      "disk_direct_mb_per_s": disk, "median_share_of_disk": round(statistics.median(
-          v / d for v, d in zip(vals, disk)), 3)}))
+vals, cpus, disk, store = ([float(v) for v in a.split()] for a in sys.argv[3:7])
+out = {"chunk": c, "size_mib": size, "runs_mb_per_s": vals,
+       "median_mb_per_s": statistics.median(vals), "server_cpu_s_per_gib": cpus,
+       "disk_direct_mb_per_s": disk, "median_share_of_disk": round(statistics.median(
+           v / d for v, d in zip(vals, disk)), 3)}
+if all(store):
+    out["store_path_mb_per_s"] = store
+    out["median_share_of_store_path"] = round(statistics.median(v / s for v, s in zip(vals, store)), 3)
+print("BENCH_OURS_TO_OURS " + json.dumps(out))
 PY
 done
 echo "OURS_SERVER_VMHWM $(grep VmHWM "/proc/$SP/status" | awk '{print $2, $3}')"
