@@ -35,9 +35,9 @@ use http_body_util::BodyExt as _;
 use crate::file_range::file_stream;
 use crate::headers::{self, HeaderSource};
 use crate::id::UploadId;
-use crate::server::{BodyEnd, PatchSession, create_patch_headers};
+use crate::server::{BodyEnd, Creation, PatchSession, create_patch_headers};
 use crate::share::{self, PasswordParams, ShareManifest};
-use crate::store::{FileStore, FileWriter, UploadInfo};
+use crate::store::{FileStore, FileWriter, Store as _, UploadInfo};
 use crate::zip::{Crc32, ZipPlan};
 use crate::{Error, Response, Server, ServerConfig};
 
@@ -416,10 +416,18 @@ async fn handle_post(State(st): State<Arc<AppState>>, req: Request) -> axum::res
         Ok(id) => id,
         Err(e) => return error(&e),
     };
-    // Creation may copy concatenated parts: keep it off the async workers.
+    // A final upload copies its parts: off the async workers, and without the server's
+    // lock (other requests go on; the parts stay locked until the copy is done).
     let st2 = st.clone();
     let (h, created) = match tokio::task::spawn_blocking(move || {
-        let r = st2.core().handle_create(SystemTime::now(), id.clone(), &h);
+        let begun = st2.core().begin_create(SystemTime::now(), id.clone(), &h);
+        let r = begun.and_then(|c| match c {
+            Creation::Done(r) => Ok(r),
+            Creation::Assemble(mut job) => {
+                let copied = job.copy(|part, pos, buf| st2.store.read_at(part, pos, buf));
+                st2.core().finish_final(job, copied)
+            }
+        });
         (h, r.map(|r| (id, r)))
     })
     .await

@@ -84,5 +84,5 @@ pub mod patch_stream;
 
 pub use error::Error;
 pub use id::{MAX_ID_LEN, UploadId, UploadOffset};
-pub use server::{BodyEnd, PatchSession, Response, Server, ServerConfig};
+pub use server::{BodyEnd, Creation, FinalAssembly, PatchSession, Response, Server, ServerConfig};
 pub use store::{FileStore, MemoryStore, Store, StoreWriter, UploadInfo};

@@ -157,31 +157,95 @@ impl<W: StoreWriter> PatchSession<W> {
         if let Some(h) = &mut self.hasher {
             h.update(data);
         }
-        if let Err(e) = self.hash_and_store(data) {
+        if let Err(e) = hash_and_store(&mut self.merkle, &mut self.writer, data) {
             self.failed = true;
             return Err(e);
         }
         self.written += len;
         Ok(())
     }
+}
 
-    /// Builds the merkle tree over `data` and hands it to the writer: straight into the
-    /// writer's buffer where it has one, the copy made by the same pass that hashes.
-    fn hash_and_store(&mut self, mut data: &[u8]) -> Result<(), Error> {
-        while !data.is_empty() {
-            let Some(room) = self.writer.buffer().filter(|r| !r.is_empty()) else {
-                self.merkle.update(data);
-                return self.writer.write_all(data);
-            };
-            let n = room.len().min(data.len());
-            let (now, rest) = data.split_at(n);
-            self.merkle.update_copy(now, &mut room[..n]);
-            self.writer.commit(n)?;
-            data = rest;
+/// Builds the merkle tree over `data` and hands it to `writer`: straight into the writer's
+/// buffer where it has one, the copy made by the same pass that hashes.
+fn hash_and_store<W: StoreWriter>(
+    merkle: &mut MerkleBuilder,
+    writer: &mut W,
+    mut data: &[u8],
+) -> Result<(), Error> {
+    while !data.is_empty() {
+        let Some(room) = writer.buffer().filter(|r| !r.is_empty()) else {
+            merkle.update(data);
+            return writer.write_all(data);
+        };
+        let n = room.len().min(data.len());
+        let (now, rest) = data.split_at(n);
+        merkle.update_copy(now, &mut room[..n]);
+        writer.commit(n)?;
+        data = rest;
+    }
+    Ok(())
+}
+
+/// What [`Server::begin_create`] started: an upload created outright, or a final upload
+/// (concatenation) whose parts still have to be copied.
+#[derive(Debug)]
+pub enum Creation<W> {
+    /// Created; the 201 response.
+    Done(Response),
+    /// A final upload to assemble with [`FinalAssembly::copy`], then hand to
+    /// [`Server::finish_final`].
+    Assemble(FinalAssembly<W>),
+}
+
+/// A final upload (concatenation) being assembled. Its parts are copied without the
+/// server: the copy reads and writes the whole upload, and other requests go on meanwhile.
+/// The parts are locked (busy: no PATCH, DELETE or expiry) until [`Server::finish_final`].
+#[derive(Debug)]
+pub struct FinalAssembly<W> {
+    id: UploadId,
+    parts: Vec<(UploadId, u64)>,
+    merkle: MerkleBuilder,
+    writer: W,
+}
+
+impl<W: StoreWriter> FinalAssembly<W> {
+    /// The final upload's id.
+    pub fn id(&self) -> &UploadId {
+        &self.id
+    }
+
+    /// The parts in order, with their lengths.
+    pub fn parts(&self) -> &[(UploadId, u64)] {
+        &self.parts
+    }
+
+    /// Copies the parts in order into the final upload, building its merkle tree on the
+    /// way, and makes the copy durable. `read_at` reads a part from the server's store (a
+    /// handle of its own: the server is not borrowed meanwhile).
+    pub fn copy(
+        &mut self,
+        mut read_at: impl FnMut(&UploadId, u64, &mut [u8]) -> Result<usize, Error>,
+    ) -> Result<(), Error> {
+        let mut buf = vec![0u8; COPY_BUFFER];
+        for (part, len) in &self.parts {
+            let mut pos = 0u64;
+            while pos < *len {
+                let want = usize::try_from(len - pos).unwrap_or(usize::MAX).min(buf.len());
+                let n = read_at(part, pos, buf.get_mut(..want).unwrap_or(&mut []))?;
+                if n == 0 {
+                    return Err(Error::InvalidState("part shorter than its offset"));
+                }
+                hash_and_store(&mut self.merkle, &mut self.writer, buf.get(..n).unwrap_or(&[]))?;
+                pos += n as u64;
+            }
         }
-        Ok(())
+        self.writer.sync()
     }
 }
+
+/// Read size when assembling a final upload from its parts.
+const COPY_BUFFER: usize = 256 * 1024;
 
 /// How a PATCH body ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +274,12 @@ impl<S: Store> Server<S> {
     pub fn open(config: ServerConfig, mut store: S) -> Result<Self, Error> {
         let mut uploads = HashMap::new();
         for (id, mut info) in store.list()? {
+            // A final upload whose assembly did not finish (the server stopped mid-copy):
+            // its creation was never answered, and its parts are still there to retry.
+            if matches!(info.concat, Some(Concat::Final(_))) && !info.is_finished() {
+                store.remove(&id)?;
+                continue;
+            }
             let mut merkle = MerkleBuilder::new();
             if info.root.is_none() || !info.is_finished() {
                 let mut buf = vec![0u8; 64 * 1024];
@@ -324,12 +394,33 @@ impl<S: Store> Server<S> {
     /// `POST /files/`: creates upload `id` (a fresh random id from the
     /// adapter). Returns 201 with `Location`. For creation-with-upload, follow
     /// with [`Server::begin_patch`] at offset 0 using [`create_patch_headers`].
+    ///
+    /// A final upload (concatenation) is assembled here, the server held throughout; a
+    /// server shared between requests uses [`Server::begin_create`] instead.
     pub fn handle_create<H: HeaderSource + ?Sized>(
         &mut self,
         now: SystemTime,
         id: UploadId,
         h: &H,
     ) -> Result<Response, Error> {
+        match self.begin_create(now, id, h)? {
+            Creation::Done(r) => Ok(r),
+            Creation::Assemble(mut job) => {
+                let store = &self.store;
+                let copied = job.copy(|part, pos, buf| store.read_at(part, pos, buf));
+                self.finish_final(job, copied)
+            }
+        }
+    }
+
+    /// [`Server::handle_create`] that leaves a final upload's copy to the caller: run
+    /// [`FinalAssembly::copy`] without holding the server, then [`Server::finish_final`].
+    pub fn begin_create<H: HeaderSource + ?Sized>(
+        &mut self,
+        now: SystemTime,
+        id: UploadId,
+        h: &H,
+    ) -> Result<Creation<S::Writer>, Error> {
         headers::check_tus_resumable(h)?;
         let length = headers::get_u64(h, headers::UPLOAD_LENGTH)?;
         let defer = headers::get_defer_length(h)?;
@@ -351,7 +442,7 @@ impl<S: Store> Server<S> {
                     b: headers::UPLOAD_LENGTH,
                 });
             }
-            return self.create_final(now, id, metadata, parts.clone());
+            return self.begin_final(now, id, metadata, parts.clone()).map(Creation::Assemble);
         }
         let length = match (length, defer) {
             (Some(_), true) => {
@@ -385,7 +476,7 @@ impl<S: Store> Server<S> {
         self.store.create(&id, &info)?;
         let r = self.created_response(&id, &info);
         self.uploads.insert(id, Upload { info, merkle: MerkleBuilder::new(), busy: false });
-        Ok(r)
+        Ok(Creation::Done(r))
     }
 
     fn created_response(&self, id: &UploadId, info: &UploadInfo) -> Response {
@@ -396,14 +487,16 @@ impl<S: Store> Server<S> {
         r.with(headers::UPLOAD_OFFSET, info.offset.to_string())
     }
 
-    fn create_final(
+    /// Checks the parts, creates the final upload (empty, busy) and locks the parts.
+    fn begin_final(
         &mut self,
         now: SystemTime,
         id: UploadId,
         metadata: Metadata,
         parts: Vec<UploadId>,
-    ) -> Result<Response, Error> {
+    ) -> Result<FinalAssembly<S::Writer>, Error> {
         let mut total: u64 = 0;
+        let mut sized = Vec::with_capacity(parts.len());
         for p in &parts {
             let u = self.lookup(now, p.as_str())?;
             if u.info.concat != Some(Concat::Partial) {
@@ -413,57 +506,68 @@ impl<S: Store> Server<S> {
                 return Err(Error::PartialNotFinished);
             }
             total = total.saturating_add(u.info.offset);
+            sized.push((p.clone(), u.info.offset));
         }
         if total > self.config.max_size {
             return Err(Error::TooLarge { length: total, max: self.config.max_size });
         }
-        let mut info = UploadInfo {
+        let info = UploadInfo {
             length: Some(total),
             offset: 0,
             metadata,
-            concat: Some(Concat::Final(parts.clone())),
+            concat: Some(Concat::Final(parts)),
             created: now,
             expires: None,
             root: None,
         };
         self.store.create(&id, &info)?;
-        let res = self.copy_parts(&id, &parts);
-        let merkle = match res {
-            Ok(m) => m,
+        let writer = match self.store.writer(&id, 0) {
+            Ok(w) => w,
             Err(e) => {
                 let _ = self.store.remove(&id);
                 return Err(e);
             }
         };
-        info.offset = total;
-        info.root = merkle.finish();
-        self.store.save_info(&id, &info)?;
-        let r = self.created_response(&id, &info);
-        // Finished: the root is kept, the tree state is not needed.
-        drop(merkle);
-        self.uploads.insert(id, Upload { info, merkle: MerkleBuilder::new(), busy: false });
-        Ok(r)
+        self.set_busy(sized.iter().map(|(p, _)| p), true);
+        self.uploads.insert(id.clone(), Upload { info, merkle: MerkleBuilder::new(), busy: true });
+        Ok(FinalAssembly { id, parts: sized, merkle: MerkleBuilder::new(), writer })
     }
 
-    fn copy_parts(&mut self, id: &UploadId, parts: &[UploadId]) -> Result<MerkleBuilder, Error> {
-        let mut w = self.store.writer(id, 0)?;
-        let mut merkle = MerkleBuilder::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        for p in parts {
-            let mut pos = 0u64;
-            loop {
-                let n = self.store.read_at(p, pos, &mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                let chunk = buf.get(..n).unwrap_or(&[]);
-                merkle.update(chunk);
-                w.write_all(chunk)?;
-                pos += n as u64;
+    /// Ends a final upload's assembly: unlocks the parts and, if `copied` is `Ok`, marks the
+    /// final upload finished with its pieces root and returns its 201; else removes it.
+    pub fn finish_final(
+        &mut self,
+        job: FinalAssembly<S::Writer>,
+        copied: Result<(), Error>,
+    ) -> Result<Response, Error> {
+        let FinalAssembly { id, parts, merkle, writer } = job;
+        drop(writer);
+        self.set_busy(parts.iter().map(|(p, _)| p), false);
+        let total = parts.iter().fold(0u64, |t, (_, l)| t.saturating_add(*l));
+        let saved = copied.and_then(|()| {
+            let u = self.uploads.get_mut(&id).ok_or(Error::UploadNotFound)?;
+            u.info.offset = total;
+            u.info.root = merkle.finish();
+            u.busy = false;
+            let info = u.info.clone();
+            self.store.save_info(&id, &info).map(|()| info)
+        });
+        match saved {
+            Ok(info) => Ok(self.created_response(&id, &info)),
+            Err(e) => {
+                self.uploads.remove(&id);
+                let _ = self.store.remove(&id);
+                Err(e)
             }
         }
-        w.sync()?;
-        Ok(merkle)
+    }
+
+    fn set_busy<'a>(&mut self, ids: impl Iterator<Item = &'a UploadId>, busy: bool) {
+        for p in ids {
+            if let Some(u) = self.uploads.get_mut(p) {
+                u.busy = busy;
+            }
+        }
     }
 
     /// `PATCH /files/<id>` headers: checks them and opens a body session. The
@@ -869,17 +973,20 @@ mod tests {
         assert_eq!(info.root, pieces_root_of(b"abcde"));
     }
 
+    /// Creates partial upload `name` holding `data`.
+    fn partial(s: &mut Server<MemoryStore>, name: &str, data: &[u8]) {
+        let len = data.len().to_string();
+        s.handle_create(t0(), id(name), &tus(&[("Upload-Length", &len), ("Upload-Concat", "partial")]))
+            .unwrap();
+        patch(s, name, 0, data, &[]).unwrap();
+    }
+
     #[test]
     fn concatenation() {
         let mut s = server();
-        for (n, d) in [("p1", &b"hello "[..]), ("p2", b"world")] {
-            let len = d.len().to_string();
-            s.handle_create(t0(), id(n), &tus(&[("Upload-Length", &len), ("Upload-Concat", "partial")]))
-                .unwrap();
-            if n == "p1" {
-                patch(&mut s, n, 0, d, &[]).unwrap();
-            }
-        }
+        partial(&mut s, "p1", b"hello ");
+        s.handle_create(t0(), id("p2"), &tus(&[("Upload-Length", "5"), ("Upload-Concat", "partial")]))
+            .unwrap();
         let fin = tus(&[("Upload-Concat", "final;/files/p1 /files/p2")]);
         assert_eq!(s.handle_create(t0(), id("f"), &fin).unwrap_err().status(), 400);
         let unknown = tus(&[("Upload-Concat", "final;/files/p1 /files/zz")]);
@@ -895,6 +1002,60 @@ mod tests {
         s.handle_create(t0(), id("n"), &tus(&[("Upload-Length", "0")])).unwrap();
         let notp = tus(&[("Upload-Concat", "final;/files/n")]);
         assert_eq!(s.handle_create(t0(), id("g"), &notp).unwrap_err().status(), 400);
+    }
+
+    /// The parts of a final upload being assembled are locked, and the server serves other
+    /// requests meanwhile; a failed copy leaves no final upload and unlocks the parts.
+    #[test]
+    fn final_assembly_runs_without_the_server() {
+        let mut s = server();
+        partial(&mut s, "p1", b"hello ");
+        partial(&mut s, "p2", b"world");
+        s.handle_create(t0(), id("other"), &tus(&[("Upload-Length", "3")])).unwrap();
+        let fin = tus(&[("Upload-Concat", "final;/files/p1 /files/p2")]);
+        let Creation::Assemble(mut job) = s.begin_create(t0(), id("f"), &fin).unwrap() else {
+            panic!("a final upload is assembled");
+        };
+        assert_eq!(job.parts(), &[(id("p1"), 6), (id("p2"), 5)]);
+        // Meanwhile: other uploads go on; the parts cannot change or go.
+        patch(&mut s, "other", 0, b"abc", &[]).unwrap();
+        assert_eq!(s.handle_head(t0(), "p1", &tus(&[])).unwrap().header("Upload-Offset"), Some("6"));
+        assert!(matches!(s.handle_delete(t0(), "p2", &tus(&[])), Err(Error::UploadBusy)));
+        assert!(matches!(s.handle_delete(t0(), "f", &tus(&[])), Err(Error::UploadBusy)));
+        assert!(matches!(s.begin_create(t0(), id("g"), &fin), Err(Error::PartialNotFinished)));
+        let store = s.store().clone();
+        job.copy(|p, pos, buf| store.read_at(p, pos, buf)).unwrap();
+        let r = s.finish_final(job, Ok(())).unwrap();
+        assert_eq!((r.status, r.header("Upload-Offset")), (201, Some("11")));
+        assert_eq!(s.store().data(&id("f")).unwrap(), b"hello world");
+        assert_eq!(s.pieces_root(&id("f")), pieces_root_of(b"hello world"));
+        s.handle_delete(t0(), "p2", &tus(&[])).unwrap();
+
+        // A copy that fails: no final upload, parts unlocked.
+        let fin = tus(&[("Upload-Concat", "final;/files/p1")]);
+        let Creation::Assemble(job) = s.begin_create(t0(), id("h"), &fin).unwrap() else {
+            panic!("a final upload is assembled");
+        };
+        let e = s.finish_final(job, Err(Error::InvalidState("copy failed")));
+        assert!(matches!(e, Err(Error::InvalidState("copy failed"))));
+        assert!(s.info(&id("h")).is_none() && s.store().data(&id("h")).is_none());
+        s.handle_delete(t0(), "p1", &tus(&[])).unwrap();
+    }
+
+    /// A final upload whose assembly never finished (the server stopped mid-copy) is dropped
+    /// at start-up; its parts stay for the client's retry.
+    #[test]
+    fn unfinished_final_dropped_on_open() {
+        let mut s = server();
+        partial(&mut s, "p", b"hi");
+        let fin = tus(&[("Upload-Concat", "final;/files/p")]);
+        let Creation::Assemble(_job) = s.begin_create(t0(), id("f"), &fin).unwrap() else {
+            panic!("a final upload is assembled");
+        };
+        let store = s.store().clone();
+        let s = Server::open(ServerConfig::default(), store).unwrap();
+        assert!(s.info(&id("f")).is_none());
+        assert_eq!(s.info(&id("p")).map(|i| i.offset), Some(2));
     }
 
     #[test]
