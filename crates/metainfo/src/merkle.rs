@@ -253,6 +253,22 @@ impl FileHasher {
             length: 0,
         })
     }
+    /// A hasher that goes on after `piece_roots.len()` whole pieces, as if their bytes had been
+    /// fed: `piece_roots` are what [`FileHasher::piece_roots`] returned at that point (a
+    /// checkpoint, so a restart does not hash those pieces again). `None` if the piece length
+    /// is not a power of two >= 16 KiB.
+    pub fn resume(piece_length: u64, piece_roots: Vec<MerkleHash>) -> Option<Self> {
+        let mut h = Self::new(piece_length)?;
+        h.length = u64::try_from(piece_roots.len()).ok()?.checked_mul(piece_length)?;
+        h.layer = piece_roots;
+        Some(h)
+    }
+
+    /// The roots of the pieces finished so far (whole pieces only), in order.
+    pub fn piece_roots(&self) -> &[MerkleHash] {
+        &self.layer
+    }
+
     /// Feeds the next bytes of the file.
     pub fn update(&mut self, data: &[u8]) {
         self.absorb(data, &mut []);
@@ -392,6 +408,29 @@ mod tests {
         let mut h = FileHasher::new(16384).unwrap();
         h.update(&data);
         assert_eq!(h.finish(), (Some(leaf_hash(&data)), vec![]));
+    }
+
+    #[test]
+    fn resumed_from_piece_roots_matches_one_pass() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        let mut whole = FileHasher::new(32768).unwrap();
+        whole.update(&data);
+        for pieces in [1usize, 3, 9] {
+            let mut first = FileHasher::new(32768).unwrap();
+            first.update(&data[..pieces * 32768]);
+            let roots = first.piece_roots().to_vec();
+            assert_eq!(roots.len(), pieces);
+            let mut resumed = FileHasher::resume(32768, roots).unwrap();
+            assert_eq!(resumed.length(), (pieces * 32768) as u64);
+            resumed.update(&data[pieces * 32768..]);
+            assert_eq!(resumed.finish(), whole.clone().finish(), "{pieces} pieces");
+        }
+        // Exactly one piece, nothing after it: the piece's root is the file's.
+        let mut one = FileHasher::new(32768).unwrap();
+        one.update(&data[..32768]);
+        let resumed = FileHasher::resume(32768, one.piece_roots().to_vec()).unwrap();
+        assert_eq!(resumed.finish(), one.finish());
+        assert!(FileHasher::resume(1000, Vec::new()).is_none());
     }
 
     #[test]

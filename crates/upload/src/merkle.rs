@@ -17,8 +17,9 @@ use piecework_metainfo::merkle::{FileHasher, leaf_hash, root_from_leaves};
 pub const BLOCK_SIZE: usize = piecework_metainfo::BLOCK_SIZE as usize;
 
 /// Leaves are grouped into pieces of this size: the square-root point where
-/// the pending leaves and the finished piece hashes both stay small.
-const PIECE_LENGTH: u64 = 16 << 20;
+/// the pending leaves and the finished piece hashes both stay small. It is also the
+/// granularity of the checkpoints ([`MerkleBuilder::piece_roots`]).
+pub const PIECE_LENGTH: u64 = 16 << 20;
 
 /// A v2 pieces root (SHA-256 merkle root of one file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,6 +49,21 @@ impl MerkleBuilder {
     /// An empty builder.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A builder as if the bytes of `piece_roots.len()` whole [`PIECE_LENGTH`] pieces had
+    /// been fed, their roots being what [`MerkleBuilder::piece_roots`] returned then.
+    pub fn resume(piece_roots: Vec<[u8; 32]>) -> Self {
+        if piece_roots.is_empty() {
+            return Self::new();
+        }
+        Self { hasher: FileHasher::resume(PIECE_LENGTH, piece_roots) }
+    }
+
+    /// Roots of the whole [`PIECE_LENGTH`] pieces fed so far: a checkpoint that
+    /// [`MerkleBuilder::resume`] picks up from.
+    pub fn piece_roots(&self) -> &[[u8; 32]] {
+        self.hasher.as_ref().map_or(&[], FileHasher::piece_roots)
     }
 
     /// Bytes fed so far.

@@ -282,8 +282,15 @@ impl<S: Store> Server<S> {
             }
             let mut merkle = MerkleBuilder::new();
             if info.root.is_none() || !info.is_finished() {
+                // Whole pieces below the offset whose roots were kept are not read again.
+                let mut kept = store.load_piece_roots(&id);
+                kept.truncate(
+                    usize::try_from(info.offset / crate::merkle::PIECE_LENGTH).unwrap_or(usize::MAX),
+                );
+                let from = kept.len();
+                merkle = MerkleBuilder::resume(kept);
                 let mut buf = vec![0u8; 64 * 1024];
-                let mut pos = 0;
+                let mut pos = merkle.len();
                 while pos < info.offset {
                     let want = usize::try_from(info.offset - pos).unwrap_or(usize::MAX).min(buf.len());
                     let n = store.read_at(&id, pos, buf.get_mut(..want).unwrap_or(&mut []))?;
@@ -294,6 +301,10 @@ impl<S: Store> Server<S> {
                     pos += n as u64;
                 }
                 info.offset = pos;
+                if let Some(new) = merkle.piece_roots().get(from..).filter(|n| !n.is_empty()) {
+                    // Best effort, like every checkpoint: without it the next start reads more.
+                    let _ = store.save_piece_roots(&id, from, new);
+                }
                 if info.is_finished() {
                     info.root = merkle.finish();
                     // The root is kept; the tree state is no longer needed.
@@ -667,6 +678,14 @@ impl<S: Store> Server<S> {
         } else {
             self.store.save_progress(&s.id, &info)?;
         }
+        if !info.is_finished() {
+            let before = u.merkle.piece_roots().len();
+            if let Some(new) = s.merkle.piece_roots().get(before..).filter(|n| !n.is_empty()) {
+                // A checkpoint for restarts (its bytes are durable by now); losing it only
+                // means hashing those pieces again then.
+                let _ = self.store.save_piece_roots(&s.id, before, new);
+            }
+        }
         u.info = info;
         // A finished upload keeps its root, not the tree state.
         u.merkle = if u.info.is_finished() { MerkleBuilder::new() } else { s.merkle };
@@ -797,7 +816,7 @@ pub fn create_patch_headers<H: HeaderSource + ?Sized>(h: &H) -> Result<Vec<(&'st
 mod tests {
     use super::*;
     use crate::merkle::pieces_root_of;
-    use crate::store::MemoryStore;
+    use crate::store::{FileStore, MemoryStore};
     use base64::Engine as _;
 
     type H = Vec<(&'static str, String)>;
@@ -820,8 +839,8 @@ mod tests {
         UploadId::new(s).unwrap()
     }
 
-    fn patch(
-        s: &mut Server<MemoryStore>,
+    fn patch<S: Store>(
+        s: &mut Server<S>,
         up: &str,
         offset: u64,
         data: &[u8],
@@ -1056,6 +1075,55 @@ mod tests {
         let s = Server::open(ServerConfig::default(), store).unwrap();
         assert!(s.info(&id("f")).is_none());
         assert_eq!(s.info(&id("p")).map(|i| i.offset), Some(2));
+    }
+
+    /// Two whole merkle pieces and a bit of an unfinished upload in a file store, and the
+    /// whole file it will hold.
+    fn upload_with_two_pieces(dir: &std::path::Path) -> (Vec<u8>, usize) {
+        let piece = crate::merkle::PIECE_LENGTH as usize;
+        let whole: Vec<u8> = (0..2 * piece + 9000).map(|i| (i % 251) as u8 ^ (i >> 20) as u8).collect();
+        let sent = 2 * piece + 1000;
+        let mut s =
+            Server::open(ServerConfig::default(), FileStore::open(dir).unwrap().without_fsync()).unwrap();
+        let len = whole.len().to_string();
+        s.handle_create(t0(), id("r"), &tus(&[("Upload-Length", &len)])).unwrap();
+        patch(&mut s, "r", 0, &whole[..sent], &[]).unwrap();
+        (whole, sent)
+    }
+
+    /// A restart resumes an unfinished upload's merkle tree from the kept piece roots and
+    /// reads only what follows them: a change to the first piece's stored bytes after its
+    /// root was kept does not reach the final root.
+    #[test]
+    fn restart_resumes_the_merkle_tree_from_kept_piece_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let (whole, sent) = upload_with_two_pieces(dir.path());
+        assert_eq!(std::fs::metadata(dir.path().join("r.roots")).unwrap().len(), 2 * 36);
+        let bin = dir.path().join("r.bin");
+        let mut stored = std::fs::read(&bin).unwrap();
+        stored[10] ^= 0xff;
+        std::fs::write(&bin, &stored).unwrap();
+        let mut s = Server::open(ServerConfig::default(), FileStore::open(dir.path()).unwrap()).unwrap();
+        patch(&mut s, "r", sent as u64, &whole[sent..], &[]).unwrap();
+        assert_eq!(s.pieces_root(&id("r")), pieces_root_of(&whole));
+    }
+
+    /// A torn piece-root record ends the usable roots: that piece and the rest are read and
+    /// hashed again, and the records are written anew.
+    #[test]
+    fn torn_piece_root_is_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (whole, sent) = upload_with_two_pieces(dir.path());
+        let roots = dir.path().join("r.roots");
+        let mut rec = std::fs::read(&roots).unwrap();
+        rec[36 + 5] ^= 1;
+        std::fs::write(&roots, &rec).unwrap();
+        let store = FileStore::open(dir.path()).unwrap();
+        assert_eq!(store.load_piece_roots(&id("r")).len(), 1);
+        let mut s = Server::open(ServerConfig::default(), store).unwrap();
+        assert_eq!(s.store().load_piece_roots(&id("r")).len(), 2);
+        patch(&mut s, "r", sent as u64, &whole[sent..], &[]).unwrap();
+        assert_eq!(s.pieces_root(&id("r")), pieces_root_of(&whole));
     }
 
     #[test]

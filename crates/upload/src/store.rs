@@ -23,6 +23,13 @@
 //! offset). Bytes past the offset (from a crash mid-PATCH) are cut off when
 //! the upload is opened again.
 //!
+//! The roots of an unfinished upload's whole 16 MiB merkle pieces go to
+//! `<id>.roots` (36-byte records, each with a CRC-32C of its index and root),
+//! also in place without fsync, after the bytes they cover are durable. At start-up
+//! the server resumes each unfinished upload's merkle tree from the intact prefix of
+//! those records and reads only the bytes after it, instead of the whole upload: a
+//! restart with many large unfinished uploads does not read them all again.
+//!
 //! [`FileStore::without_fsync`] drops the `fsync` calls (for tmpfs, tests and
 //! benchmarks): a process crash still loses nothing acknowledged, since the
 //! page cache survives it, but an OS crash or power cut may.
@@ -199,6 +206,17 @@ pub trait Store: Send {
     fn read_at(&self, id: &UploadId, offset: u64, buf: &mut [u8]) -> Result<usize, Error>;
     /// Cuts data back to `len`.
     fn truncate(&mut self, id: &UploadId, len: u64) -> Result<(), Error>;
+    /// Keeps the roots of an upload's finished merkle pieces from index `from` on (see
+    /// [`crate::merkle::MerkleBuilder::piece_roots`]), dropping any kept after them, so that
+    /// a restart hashes only the bytes that follow. A cache: the default keeps nothing, and a
+    /// store may lose what it kept; [`Store::load_piece_roots`] returns what survived.
+    fn save_piece_roots(&mut self, _id: &UploadId, _from: usize, _roots: &[[u8; 32]]) -> Result<(), Error> {
+        Ok(())
+    }
+    /// The piece roots kept for `id`, in order: a prefix of those saved (empty if none).
+    fn load_piece_roots(&self, _id: &UploadId) -> Vec<[u8; 32]> {
+        Vec::new()
+    }
     /// Deletes data and info.
     fn remove(&mut self, id: &UploadId) -> Result<(), Error>;
 }
@@ -209,6 +227,7 @@ type SharedBytes = Arc<Mutex<Vec<u8>>>;
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     uploads: HashMap<UploadId, (UploadInfo, SharedBytes)>,
+    piece_roots: HashMap<UploadId, Vec<[u8; 32]>>,
 }
 
 impl MemoryStore {
@@ -283,7 +302,19 @@ impl Store for MemoryStore {
     }
     fn remove(&mut self, id: &UploadId) -> Result<(), Error> {
         self.uploads.remove(id);
+        self.piece_roots.remove(id);
         Ok(())
+    }
+    fn save_piece_roots(&mut self, id: &UploadId, from: usize, roots: &[[u8; 32]]) -> Result<(), Error> {
+        let kept = self.piece_roots.entry(id.clone()).or_default();
+        kept.truncate(from);
+        if kept.len() == from {
+            kept.extend_from_slice(roots);
+        }
+        Ok(())
+    }
+    fn load_piece_roots(&self, id: &UploadId) -> Vec<[u8; 32]> {
+        self.piece_roots.get(id).cloned().unwrap_or_default()
     }
 }
 
@@ -300,6 +331,12 @@ pub struct FileStore {
 
 const PROGRESS_MAGIC: &[u8; 4] = b"PWOF";
 const PROGRESS_LEN: usize = 24;
+/// One piece root in `<id>.roots`: the root, then a CRC-32C of its index and the root.
+const ROOT_RECORD: usize = 36;
+
+fn root_record_crc(index: usize, root: &[u8; 32]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&(index as u64).to_le_bytes()), root)
+}
 
 /// Buffer between the network and `write(2)`; bounds memory per PATCH.
 const WRITE_BUFFER: usize = 256 * 1024;
@@ -348,6 +385,10 @@ impl FileStore {
 
     fn progress_path(&self, id: &UploadId) -> PathBuf {
         self.dir.join(format!("{}.off", id.as_str()))
+    }
+
+    fn piece_roots_path(&self, id: &UploadId) -> PathBuf {
+        self.dir.join(format!("{}.roots", id.as_str()))
     }
 
     /// Reads `<id>.off`: `(offset, expires secs)` if present and intact.
@@ -1004,8 +1045,40 @@ impl Store for FileStore {
         }
         Ok(())
     }
+    fn save_piece_roots(&mut self, id: &UploadId, from: usize, roots: &[[u8; 32]]) -> Result<(), Error> {
+        use std::os::unix::fs::FileExt as _;
+        let mut records = Vec::with_capacity(roots.len() * ROOT_RECORD);
+        for (i, root) in (from..).zip(roots) {
+            records.extend_from_slice(root);
+            records.extend_from_slice(&root_record_crc(i, root).to_le_bytes());
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.piece_roots_path(id))?;
+        // In place, without fsync (see the module docs): a record lost or torn in a crash
+        // only means its piece is hashed again.
+        let at = u64::try_from(from * ROOT_RECORD).map_err(|_| Error::InvalidState("piece index"))?;
+        f.write_all_at(&records, at)?;
+        // Roots kept past these (from before a rewind) no longer follow them.
+        f.set_len(at + records.len() as u64)?;
+        Ok(())
+    }
+    fn load_piece_roots(&self, id: &UploadId) -> Vec<[u8; 32]> {
+        let Ok(raw) = std::fs::read(self.piece_roots_path(id)) else { return Vec::new() };
+        let (records, _) = raw.as_chunks::<ROOT_RECORD>();
+        records
+            .iter()
+            .enumerate()
+            .map_while(|(i, rec)| {
+                let (root, crc) = rec.split_first_chunk::<32>()?;
+                (crc == root_record_crc(i, root).to_le_bytes().as_slice()).then_some(*root)
+            })
+            .collect()
+    }
     fn remove(&mut self, id: &UploadId) -> Result<(), Error> {
-        for p in [self.info_path(id), self.progress_path(id), self.data_path(id)] {
+        for p in [self.info_path(id), self.progress_path(id), self.piece_roots_path(id), self.data_path(id)] {
             match std::fs::remove_file(p) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
                 _ => {}
