@@ -368,7 +368,20 @@ async fn run_patch(
         (guard, res)
     });
     let pumped = pump(st, &id, body, tx).await;
-    let (mut guard, written) = writer.await.map_err(|_| Error::InvalidState("writer task failed"))?;
+    let (mut guard, mut written) = writer.await.map_err(|_| Error::InvalidState("writer task failed"))?;
+    if let (Ok(Some(BodyEnd::Complete { trailer: Some(t) })), Ok(())) = (&pumped, &written) {
+        // A trailer's checksum means reading the body back: on a blocking thread too, and
+        // before `finish_patch` takes the server's lock.
+        let (t, store, at) = (t.clone(), st.store.clone(), id.clone());
+        let checked = tokio::task::spawn_blocking(move || {
+            let r = guard
+                .sess
+                .as_mut()
+                .map_or(Ok(()), |s| s.hash_for_trailer(&t, |pos, buf| store.read_at(&at, pos, buf)));
+            (guard, r)
+        });
+        (guard, written) = checked.await.map_err(|_| Error::InvalidState("trailer task failed"))?;
+    }
     let sess = guard.sess.take().ok_or(Error::InvalidState("no session"))?;
     match (pumped, written) {
         (Ok(Some(end)), Ok(())) => st.core().finish_patch(SystemTime::now(), sess, end),

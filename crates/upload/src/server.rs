@@ -112,6 +112,9 @@ pub struct PatchSession<W> {
     new_length: Option<u64>,
     expected: Option<Checksum>,
     hasher: Option<ChecksumHasher>,
+    /// Set by [`PatchSession::hash_for_trailer`]: `hasher` holds this algorithm's hash of
+    /// the stored body.
+    rehashed: Option<ChecksumAlgorithm>,
     merkle: MerkleBuilder,
     writer: W,
     failed: bool,
@@ -139,6 +142,26 @@ impl<W: StoreWriter> PatchSession<W> {
     /// syncs again, which is then cheap.
     pub fn sync(&mut self) -> Result<(), Error> {
         self.writer.sync()
+    }
+
+    /// For a body that ended with an `Upload-Checksum` trailer: makes the body durable and
+    /// hashes it again from the store with the trailer's algorithm (unknown while it
+    /// streamed), reading through `read_at` (file offsets of this upload). Call it without
+    /// holding the server; otherwise [`Server::finish_patch`] does it, the server held.
+    /// An unparsable trailer is left for `finish_patch` to refuse.
+    pub fn hash_for_trailer(
+        &mut self,
+        trailer: &[u8],
+        read_at: impl FnMut(u64, &mut [u8]) -> Result<usize, Error>,
+    ) -> Result<(), Error> {
+        let Ok(c) = headers::parse_checksum(trailer) else { return Ok(()) };
+        if self.expected.is_some() {
+            return Ok(());
+        }
+        self.writer.sync()?;
+        self.hasher = Some(hash_stored(self.start, self.written, c.algorithm(), read_at)?);
+        self.rehashed = Some(c.algorithm());
+        Ok(())
     }
 
     /// Hashes and stores the next body bytes.
@@ -185,6 +208,28 @@ fn hash_and_store<W: StoreWriter>(
         data = rest;
     }
     Ok(())
+}
+
+/// `algorithm`'s hash of the `len` stored bytes at `start`, read through `read_at`.
+fn hash_stored(
+    start: u64,
+    len: u64,
+    algorithm: ChecksumAlgorithm,
+    mut read_at: impl FnMut(u64, &mut [u8]) -> Result<usize, Error>,
+) -> Result<ChecksumHasher, Error> {
+    let mut h = algorithm.hasher();
+    let mut buf = vec![0u8; COPY_BUFFER];
+    let (mut pos, end) = (start, start.saturating_add(len));
+    while pos < end {
+        let want = usize::try_from(end - pos).unwrap_or(usize::MAX).min(buf.len());
+        let n = read_at(pos, buf.get_mut(..want).unwrap_or(&mut []))?;
+        if n == 0 {
+            return Err(Error::ChecksumMismatch);
+        }
+        h.update(buf.get(..n).unwrap_or(&[]));
+        pos += n as u64;
+    }
+    Ok(h)
 }
 
 /// What [`Server::begin_create`] started: an upload created outright, or a final upload
@@ -629,6 +674,7 @@ impl<S: Store> Server<S> {
             limit,
             new_length: new_length.filter(|_| u.info.length.is_none()),
             hasher: expected.as_ref().map(|c| c.algorithm().hasher()),
+            rehashed: None,
             expected,
             merkle: u.merkle.clone(),
             writer,
@@ -717,22 +763,13 @@ impl<S: Store> Server<S> {
             (None, Some(t)) => {
                 let c = headers::parse_checksum(t)?;
                 // Trailer: hash the bytes again from storage (the algorithm was
-                // unknown while streaming).
-                s.writer.sync()?;
-                let mut h = c.algorithm().hasher();
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut pos = s.start;
-                while pos < s.start + s.written {
-                    let want =
-                        usize::try_from(s.start + s.written - pos).unwrap_or(usize::MAX).min(buf.len());
-                    let n = self.store.read_at(&s.id, pos, buf.get_mut(..want).unwrap_or(&mut []))?;
-                    if n == 0 {
-                        return Err(Error::ChecksumMismatch);
-                    }
-                    h.update(buf.get(..n).unwrap_or(&[]));
-                    pos += n as u64;
+                // unknown while streaming), unless `hash_for_trailer` did.
+                if s.rehashed != Some(c.algorithm()) {
+                    s.writer.sync()?;
+                    let (store, id) = (&self.store, &s.id);
+                    let read_at = |pos: u64, buf: &mut [u8]| store.read_at(id, pos, buf);
+                    s.hasher = Some(hash_stored(s.start, s.written, c.algorithm(), read_at)?);
                 }
-                s.hasher = Some(h);
                 Some(c)
             }
             (None, None) => None,
@@ -953,6 +990,31 @@ mod tests {
         sess.write(b"hello").unwrap();
         let good = headers::encode_checksum(&Checksum::of(ChecksumAlgorithm::Crc32c, b"hello"));
         let r = s.finish_patch(t0(), sess, BodyEnd::Complete { trailer: Some(good.into_bytes()) }).unwrap();
+        assert_eq!(r.header("Upload-Offset"), Some("5"));
+    }
+
+    /// A trailer's hash made beforehand (without the server) is the one `finish_patch` checks.
+    #[test]
+    fn trailer_hashed_beforehand() {
+        let mut s = server();
+        s.handle_create(t0(), id("u"), &tus(&[("Upload-Length", "5")])).unwrap();
+        let h = tus(&[("Content-Type", "application/offset+octet-stream"), ("Upload-Offset", "0")]);
+        let good = headers::encode_checksum(&Checksum::of(ChecksumAlgorithm::Sha256, b"hello")).into_bytes();
+        let store = s.store().clone();
+        let mut sess = s.begin_patch(t0(), "u", &h).unwrap();
+        sess.write(b"hello").unwrap();
+        // Reading other bytes than the stored ones shows which hash is checked.
+        sess.hash_for_trailer(&good, |_, buf| {
+            buf.fill(b'x');
+            Ok(buf.len())
+        })
+        .unwrap();
+        let r = s.finish_patch(t0(), sess, BodyEnd::Complete { trailer: Some(good.clone()) });
+        assert_eq!(r.unwrap_err().status(), 460);
+        let mut sess = s.begin_patch(t0(), "u", &h).unwrap();
+        sess.write(b"hello").unwrap();
+        sess.hash_for_trailer(&good, |pos, buf| store.read_at(&id("u"), pos, buf)).unwrap();
+        let r = s.finish_patch(t0(), sess, BodyEnd::Complete { trailer: Some(good) }).unwrap();
         assert_eq!(r.header("Upload-Offset"), Some("5"));
     }
 

@@ -470,3 +470,48 @@ async fn resume_checks_the_prefix_and_restarts_when_the_file_changed() {
     assert_eq!(stored(store.path(), &url3), new);
     server.task.abort();
 }
+
+/// Sends a chunked PATCH of `body` at offset 0 to `path` with an `Upload-Checksum` trailer;
+/// returns the response.
+async fn patch_with_trailer(addr: std::net::SocketAddr, path: &str, body: &[u8], checksum: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (a, b) = body.split_at(body.len() / 2);
+    let mut req = format!(
+        "PATCH {path} HTTP/1.1\r\nHost: {addr}\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\n\
+         Content-Type: application/offset+octet-stream\r\nTransfer-Encoding: chunked\r\n\
+         Trailer: Upload-Checksum\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for part in [a, b] {
+        req.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        req.extend_from_slice(part);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(format!("0\r\nUpload-Checksum: {checksum}\r\n\r\n").as_bytes());
+    sock.write_all(&req).await.unwrap();
+    let mut head = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), sock.read_to_end(&mut head)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checksum_in_a_trailer() {
+    let store = tempfile::tempdir().unwrap();
+    let server = start(config(store.path())).await;
+    let http = reqwest::Client::new();
+    let bytes = data(300_000, 9);
+    let len = bytes.len().to_string();
+    let created = create(&http, &server.endpoint(), &[("Upload-Length", &len)]).await;
+    let (url, path) =
+        (location(&server.endpoint(), &created), created.headers()["Location"].to_str().unwrap());
+    let bad = encode_checksum(&Checksum::of(ChecksumAlgorithm::Sha1, b"something else"));
+    let r = patch_with_trailer(server.addr, path, &bytes, &bad).await;
+    assert!(r.starts_with("HTTP/1.1 460"), "{r}");
+    assert!(stored(store.path(), &url).is_empty(), "a mismatch keeps nothing");
+    let good = encode_checksum(&Checksum::of(ChecksumAlgorithm::Sha1, &bytes));
+    let r = patch_with_trailer(server.addr, path, &bytes, &good).await;
+    assert!(r.starts_with("HTTP/1.1 204") && r.to_ascii_lowercase().contains("upload-offset: 300000"), "{r}");
+    assert_eq!(stored(store.path(), &url), bytes);
+    server.task.abort();
+}
