@@ -215,21 +215,25 @@ fn hash_stored(
     start: u64,
     len: u64,
     algorithm: ChecksumAlgorithm,
-    mut read_at: impl FnMut(u64, &mut [u8]) -> Result<usize, Error>,
+    read_at: impl FnMut(u64, &mut [u8]) -> Result<usize, Error>,
 ) -> Result<ChecksumHasher, Error> {
     let mut h = algorithm.hasher();
-    let mut buf = vec![0u8; COPY_BUFFER];
-    let (mut pos, end) = (start, start.saturating_add(len));
-    while pos < end {
-        let want = usize::try_from(end - pos).unwrap_or(usize::MAX).min(buf.len());
-        let n = read_at(pos, buf.get_mut(..want).unwrap_or(&mut []))?;
-        if n == 0 {
-            return Err(Error::ChecksumMismatch);
-        }
-        h.update(buf.get(..n).unwrap_or(&[]));
-        pos += n as u64;
+    let hash = |b: &[u8]| {
+        h.update(b);
+        Ok(())
+    };
+    if read_stored(start, len, read_at, hash)? < len {
+        return Err(Error::ChecksumMismatch);
     }
     Ok(h)
+}
+
+/// Keeps `merkle`'s piece roots from index `from` on, if it has any there: a checkpoint for
+/// restarts, best effort (without it the next start reads and hashes more).
+fn save_new_piece_roots<S: Store>(store: &mut S, id: &UploadId, merkle: &MerkleBuilder, from: usize) {
+    if let Some(new) = merkle.piece_roots().get(from..).filter(|n| !n.is_empty()) {
+        let _ = store.save_piece_roots(id, from, new);
+    }
 }
 
 /// What [`Server::begin_create`] started: an upload created outright, or a final upload
@@ -272,25 +276,41 @@ impl<W: StoreWriter> FinalAssembly<W> {
         &mut self,
         mut read_at: impl FnMut(&UploadId, u64, &mut [u8]) -> Result<usize, Error>,
     ) -> Result<(), Error> {
-        let mut buf = vec![0u8; COPY_BUFFER];
-        for (part, len) in &self.parts {
-            let mut pos = 0u64;
-            while pos < *len {
-                let want = usize::try_from(len - pos).unwrap_or(usize::MAX).min(buf.len());
-                let n = read_at(part, pos, buf.get_mut(..want).unwrap_or(&mut []))?;
-                if n == 0 {
-                    return Err(Error::InvalidState("part shorter than its offset"));
-                }
-                hash_and_store(&mut self.merkle, &mut self.writer, buf.get(..n).unwrap_or(&[]))?;
-                pos += n as u64;
+        let Self { parts, merkle, writer, .. } = self;
+        for (part, len) in parts.iter() {
+            let store = |b: &[u8]| hash_and_store(merkle, writer, b);
+            if read_stored(0, *len, |pos, buf| read_at(part, pos, buf), store)? < *len {
+                return Err(Error::InvalidState("part shorter than its offset"));
             }
         }
         self.writer.sync()
     }
 }
 
-/// Read size when assembling a final upload from its parts.
-const COPY_BUFFER: usize = 256 * 1024;
+/// Read size when stored bytes are read back (final uploads, trailers, restarts).
+const READ_BACK: usize = 256 * 1024;
+
+/// Reads the `len` stored bytes at `start` through `read_at`, [`READ_BACK`] at a time, and hands
+/// each read to `each`; returns how many there were (fewer than `len` if the store ran out).
+fn read_stored(
+    start: u64,
+    len: u64,
+    mut read_at: impl FnMut(u64, &mut [u8]) -> Result<usize, Error>,
+    mut each: impl FnMut(&[u8]) -> Result<(), Error>,
+) -> Result<u64, Error> {
+    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX).min(READ_BACK)];
+    let mut done = 0u64;
+    while done < len {
+        let want = usize::try_from(len - done).unwrap_or(usize::MAX).min(buf.len());
+        let n = read_at(start.saturating_add(done), buf.get_mut(..want).unwrap_or(&mut []))?;
+        if n == 0 {
+            break;
+        }
+        each(buf.get(..n).unwrap_or(&[]))?;
+        done += n as u64;
+    }
+    Ok(done)
+}
 
 /// How a PATCH body ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -334,22 +354,15 @@ impl<S: Store> Server<S> {
                 );
                 let from = kept.len();
                 merkle = MerkleBuilder::resume(kept);
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut pos = merkle.len();
-                while pos < info.offset {
-                    let want = usize::try_from(info.offset - pos).unwrap_or(usize::MAX).min(buf.len());
-                    let n = store.read_at(&id, pos, buf.get_mut(..want).unwrap_or(&mut []))?;
-                    if n == 0 {
-                        break;
-                    }
-                    merkle.update(buf.get(..n).unwrap_or(&[]));
-                    pos += n as u64;
-                }
-                info.offset = pos;
-                if let Some(new) = merkle.piece_roots().get(from..).filter(|n| !n.is_empty()) {
-                    // Best effort, like every checkpoint: without it the next start reads more.
-                    let _ = store.save_piece_roots(&id, from, new);
-                }
+                let resumed = merkle.len();
+                let feed = |b: &[u8]| {
+                    merkle.update(b);
+                    Ok(())
+                };
+                let read_at = |pos: u64, buf: &mut [u8]| store.read_at(&id, pos, buf);
+                info.offset =
+                    resumed + read_stored(resumed, info.offset.saturating_sub(resumed), read_at, feed)?;
+                save_new_piece_roots(&mut store, &id, &merkle, from);
                 if info.is_finished() {
                     info.root = merkle.finish();
                     // The root is kept; the tree state is no longer needed.
@@ -599,10 +612,9 @@ impl<S: Store> Server<S> {
         let FinalAssembly { id, parts, merkle, writer } = job;
         drop(writer);
         self.set_busy(parts.iter().map(|(p, _)| p), false);
-        let total = parts.iter().fold(0u64, |t, (_, l)| t.saturating_add(*l));
         let saved = copied.and_then(|()| {
             let u = self.uploads.get_mut(&id).ok_or(Error::UploadNotFound)?;
-            u.info.offset = total;
+            u.info.offset = u.info.length.unwrap_or_default();
             u.info.root = merkle.finish();
             u.busy = false;
             let info = u.info.clone();
@@ -725,12 +737,8 @@ impl<S: Store> Server<S> {
             self.store.save_progress(&s.id, &info)?;
         }
         if !info.is_finished() {
-            let before = u.merkle.piece_roots().len();
-            if let Some(new) = s.merkle.piece_roots().get(before..).filter(|n| !n.is_empty()) {
-                // A checkpoint for restarts (its bytes are durable by now); losing it only
-                // means hashing those pieces again then.
-                let _ = self.store.save_piece_roots(&s.id, before, new);
-            }
+            // Its bytes are durable by now.
+            save_new_piece_roots(&mut self.store, &s.id, &s.merkle, u.merkle.piece_roots().len());
         }
         u.info = info;
         // A finished upload keeps its root, not the tree state.

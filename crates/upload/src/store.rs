@@ -1059,7 +1059,10 @@ impl Store for FileStore {
             .open(self.piece_roots_path(id))?;
         // In place, without fsync (see the module docs): a record lost or torn in a crash
         // only means its piece is hashed again.
-        let at = u64::try_from(from * ROOT_RECORD).map_err(|_| Error::InvalidState("piece index"))?;
+        let at = from
+            .checked_mul(ROOT_RECORD)
+            .and_then(|a| u64::try_from(a).ok())
+            .ok_or(Error::InvalidState("piece index"))?;
         f.write_all_at(&records, at)?;
         // Roots kept past these (from before a rewind) no longer follow them.
         f.set_len(at + records.len() as u64)?;
