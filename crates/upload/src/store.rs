@@ -327,6 +327,54 @@ pub struct FileStore {
     /// Idle `O_DIRECT` buffers, so a PATCH does not fault in fresh ones.
     pool: BufferPool,
     io_threads: IoThreads,
+    reaper: Arc<Reaper>,
+}
+
+/// Suffix of a removed upload's data file until [`Reaper`] unlinks it.
+const DOOMED: &str = ".deleted";
+
+/// Unlinks removed data files on a thread of its own: freeing a large file's blocks takes
+/// about 0.2 s per GiB on ext4 here, and [`Store::remove`] runs under the server's lock, so
+/// a `DELETE` or an expiry sweep held up every other request meanwhile. Dropping the last
+/// handle waits for the files already handed over.
+#[derive(Debug, Default)]
+struct Reaper {
+    queue: Mutex<Option<(std::sync::mpsc::Sender<PathBuf>, std::thread::JoinHandle<()>)>>,
+}
+
+impl Reaper {
+    /// Unlinks `path` soon; at once if no thread can start.
+    fn unlink_later(&self, path: PathBuf) {
+        let mut queue = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if queue.is_none() {
+            let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
+            let spawned = std::thread::Builder::new().name("upload-reaper".into()).spawn(move || {
+                for path in rx {
+                    // Nothing waits on it: a file that cannot go stays as `*.deleted` and the
+                    // next start-up tries again.
+                    let _ = std::fs::remove_file(path);
+                }
+            });
+            *queue = spawned.ok().map(|handle| (tx, handle));
+        }
+        let unsent = match queue.as_ref() {
+            Some((tx, _)) => tx.send(path).err().map(|e| e.0),
+            None => Some(path),
+        };
+        if let Some(path) = unsent {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let queue = self.queue.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some((tx, handle)) = queue {
+            drop(tx);
+            let _ = handle.join();
+        }
+    }
 }
 
 const PROGRESS_MAGIC: &[u8; 4] = b"PWOF";
@@ -343,15 +391,24 @@ const WRITE_BUFFER: usize = 256 * 1024;
 
 impl FileStore {
     /// Opens (creating if needed) a store in `dir`.
+    /// Data files of uploads removed before a crash are unlinked in the background.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, Error> {
         std::fs::create_dir_all(dir.as_ref())?;
-        Ok(Self {
+        let store = Self {
             dir: dir.as_ref().to_owned(),
             durable: true,
             direct: true,
             pool: BufferPool::default(),
             io_threads: IoThreads::default(),
-        })
+            reaper: Arc::default(),
+        };
+        for entry in std::fs::read_dir(&store.dir)? {
+            let entry = entry?;
+            if entry.file_name().to_str().is_some_and(|n| n.ends_with(DOOMED)) {
+                store.reaper.unlink_later(entry.path());
+            }
+        }
+        Ok(store)
     }
 
     /// The same store without `fsync` (see the module docs for what that
@@ -1080,12 +1137,20 @@ impl Store for FileStore {
             })
             .collect()
     }
+    /// The info file goes first, so a crash part-way leaves no upload behind, only files
+    /// the next start-up ignores. The data file is renamed and unlinked by [`Reaper`].
     fn remove(&mut self, id: &UploadId) -> Result<(), Error> {
-        for p in [self.info_path(id), self.progress_path(id), self.piece_roots_path(id), self.data_path(id)] {
-            match std::fs::remove_file(p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-                _ => {}
-            }
+        let missing_is_fine = |r: std::io::Result<()>| match r {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Io(e)),
+            _ => Ok(()),
+        };
+        for p in [self.info_path(id), self.progress_path(id), self.piece_roots_path(id)] {
+            missing_is_fine(std::fs::remove_file(p))?;
+        }
+        let doomed = self.dir.join(format!("{}{DOOMED}", id.as_str()));
+        match std::fs::rename(self.data_path(id), &doomed) {
+            Ok(()) => self.reaper.unlink_later(doomed),
+            r => missing_is_fine(r)?,
         }
         Ok(())
     }
@@ -1150,6 +1215,35 @@ mod tests {
         let id = UploadId::new("w").unwrap();
         s.create(&id, &info()).unwrap();
         (dir, s, id)
+    }
+
+    /// A removed upload's files are gone from view at once; its data file is unlinked off
+    /// the caller's thread, by the time the last handle on the store is dropped. One left
+    /// behind by a crash goes at the next open.
+    #[test]
+    fn remove_leaves_nothing_once_the_reaper_is_done() {
+        let (dir, mut s, id) = fresh_upload();
+        let mut w = s.writer(&id, 0).unwrap();
+        w.write_all(&[5u8; 3 * DIRECT_BUFFER + 11]).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        s.save_piece_roots(&id, 0, &[[1; 32]]).unwrap();
+        let clone = s.clone();
+        s.remove(&id).unwrap();
+        assert!(!s.data_path(&id).exists());
+        assert!(s.list().unwrap().is_empty());
+        // Removing again, or something never stored, is not an error.
+        s.remove(&id).unwrap();
+        drop(s);
+        drop(clone);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "{left:?}");
+
+        std::fs::write(dir.path().join(format!("x{DOOMED}")), b"crash").unwrap();
+        std::fs::write(dir.path().join("y.bin"), b"kept").unwrap();
+        drop(FileStore::open(dir.path()).unwrap());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["y.bin"]);
     }
 
     #[test]
