@@ -1138,7 +1138,7 @@ impl Store for FileStore {
             .collect()
     }
     /// The info file goes first, so a crash part-way leaves no upload behind, only files
-    /// the next start-up ignores. The data file is renamed and unlinked by [`Reaper`].
+    /// the next start-up ignores. The data file is renamed, then unlinked off this thread.
     fn remove(&mut self, id: &UploadId) -> Result<(), Error> {
         let missing_is_fine = |r: std::io::Result<()>| match r {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Io(e)),
