@@ -5,7 +5,8 @@
 #   3. our client -> our server    (`piecework upload`, timed here)
 # and our server's peak RSS (VmHWM) and CPU seconds per GiB received. Before each of our
 # client's runs it measures the disk's own durable write rate and the server's store path
-# without the network (examples/store_throughput.rs): the two ceilings under the upload.
+# without the network (examples/store_throughput.rs): the two ceilings under the upload; and,
+# if fio is installed, the disk's best case (deep queue, no sync until the end).
 # usage: tus_compare.sh [SIZE_MIB=1024] [RUNS=3] [CHUNKS="8M 64M"]
 # env: PIECEWORK_BIN (default target-upload/release/piecework), PIECEWORK_CLIENT_BIN (the client
 #      of runs 3, default PIECEWORK_BIN), TUS_DIR (default /work/shared/tus),
@@ -64,6 +65,19 @@ os.unlink(path)
 PY
 }
 
+# The disk's best case, with fio if it is installed: 1 MiB O_DIRECT writes four deep and no
+# fdatasync until the end; no durable upload can beat it. 0 when fio is missing.
+disk_best() {
+  if command -v fio > /dev/null; then
+    fio --name=best --filename="$W/fio.bin" --rw=write --bs=1M --iodepth=4 --ioengine=libaio \
+      --direct=1 --end_fsync=1 --size="${SIZE}M" --output-format=json 2> /dev/null \
+      | python3 -c "import json, sys; print(round(json.load(sys.stdin)['jobs'][0]['write']['bw_bytes'] / 1e6, 1))"
+    rm -f "$W/fio.bin"
+  else
+    echo 0
+  fi
+}
+
 head -c $((SIZE << 20)) /dev/urandom > "$W/src.bin"
 sync
 cat "$W/src.bin" > /dev/null
@@ -81,8 +95,9 @@ store_rate() {
 }
 
 for C in $CHUNKS; do
-  vals=(); cpus=(); disk=(); store=()
+  vals=(); cpus=(); disk=(); store=(); best=()
   for r in $(seq "$RUNS"); do
+    best+=("$(disk_best)")
     disk+=("$(disk_rate "$C")")
     store+=("$(store_rate "$C")")
     sync
@@ -94,10 +109,10 @@ for C in $CHUNKS; do
     cpus+=("$(python3 -c "import sys; print(round((float(sys.argv[2])-float(sys.argv[1]))/(int(sys.argv[3])/1024),3))" "$c0" "$c1" "$SIZE")")
     curl -s -m 30 -o /dev/null -X DELETE -H 'Tus-Resumable: 1.0.0' "$u" || true
   done
-  python3 - "$C" "$SIZE" "${vals[*]}" "${cpus[*]}" "${disk[*]}" "${store[*]}" <<'PY'
+  python3 - "$C" "$SIZE" "${vals[*]}" "${cpus[*]}" "${disk[*]}" "${store[*]}" "${best[*]}" <<'PY'
 import json, statistics, sys
 c, size = sys.argv[1], int(sys.argv[2])
-vals, cpus, disk, store = ([float(v) for v in a.split()] for a in sys.argv[3:7])
+vals, cpus, disk, store, best = ([float(v) for v in a.split()] for a in sys.argv[3:8])
 out = {"chunk": c, "size_mib": size, "runs_mb_per_s": vals,
        "median_mb_per_s": statistics.median(vals), "server_cpu_s_per_gib": cpus,
        "disk_direct_mb_per_s": disk, "median_share_of_disk": round(statistics.median(
@@ -105,6 +120,8 @@ out = {"chunk": c, "size_mib": size, "runs_mb_per_s": vals,
 if all(store):
     out["store_path_mb_per_s"] = store
     out["median_share_of_store_path"] = round(statistics.median(v / s for v, s in zip(vals, store)), 3)
+if all(best):
+    out["disk_best_case_mb_per_s"] = best
 print("BENCH_OURS_TO_OURS " + json.dumps(out))
 PY
 done
