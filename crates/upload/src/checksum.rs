@@ -132,13 +132,24 @@ impl ChecksumHasher {
         }
     }
 
+    /// The algorithm it hashes with.
+    pub fn algorithm(&self) -> ChecksumAlgorithm {
+        match self.0 {
+            Inner::Sha1(_) => ChecksumAlgorithm::Sha1,
+            Inner::Sha256(_) => ChecksumAlgorithm::Sha256,
+            Inner::Md5(_) => ChecksumAlgorithm::Md5,
+            Inner::Crc32c(_) => ChecksumAlgorithm::Crc32c,
+        }
+    }
+
     /// The finished checksum.
     pub fn finish(self) -> Checksum {
-        let (algorithm, digest) = match self.0 {
-            Inner::Sha1(h) => (ChecksumAlgorithm::Sha1, h.finalize().to_vec()),
-            Inner::Sha256(h) => (ChecksumAlgorithm::Sha256, h.finalize().to_vec()),
-            Inner::Md5(h) => (ChecksumAlgorithm::Md5, h.finalize().to_vec()),
-            Inner::Crc32c(c) => (ChecksumAlgorithm::Crc32c, c.to_be_bytes().to_vec()),
+        let algorithm = self.algorithm();
+        let digest = match self.0 {
+            Inner::Sha1(h) => h.finalize().to_vec(),
+            Inner::Sha256(h) => h.finalize().to_vec(),
+            Inner::Md5(h) => h.finalize().to_vec(),
+            Inner::Crc32c(c) => c.to_be_bytes().to_vec(),
         };
         Checksum { algorithm, digest }
     }

@@ -111,10 +111,9 @@ pub struct PatchSession<W> {
     limit: u64,
     new_length: Option<u64>,
     expected: Option<Checksum>,
+    /// The `Upload-Checksum` header's hasher, fed as the body streams; or, with a trailer,
+    /// the stored body's hash made by [`PatchSession::hash_for_trailer`].
     hasher: Option<ChecksumHasher>,
-    /// Set by [`PatchSession::hash_for_trailer`]: `hasher` holds this algorithm's hash of
-    /// the stored body.
-    rehashed: Option<ChecksumAlgorithm>,
     merkle: MerkleBuilder,
     writer: W,
     failed: bool,
@@ -155,12 +154,14 @@ impl<W: StoreWriter> PatchSession<W> {
         read_at: impl FnMut(u64, &mut [u8]) -> Result<usize, Error>,
     ) -> Result<(), Error> {
         let Ok(c) = headers::parse_checksum(trailer) else { return Ok(()) };
-        if self.expected.is_some() {
+        // A header checksum's hasher, or this trailer's hash made already.
+        if self.expected.is_some()
+            || self.hasher.as_ref().map(ChecksumHasher::algorithm) == Some(c.algorithm())
+        {
             return Ok(());
         }
         self.writer.sync()?;
         self.hasher = Some(hash_stored(self.start, self.written, c.algorithm(), read_at)?);
-        self.rehashed = Some(c.algorithm());
         Ok(())
     }
 
@@ -686,7 +687,6 @@ impl<S: Store> Server<S> {
             limit,
             new_length: new_length.filter(|_| u.info.length.is_none()),
             hasher: expected.as_ref().map(|c| c.algorithm().hasher()),
-            rehashed: None,
             expected,
             merkle: u.merkle.clone(),
             writer,
@@ -770,14 +770,10 @@ impl<S: Store> Server<S> {
             (Some(c), None) => Some(c.clone()),
             (None, Some(t)) => {
                 let c = headers::parse_checksum(t)?;
-                // Trailer: hash the bytes again from storage (the algorithm was
-                // unknown while streaming), unless `hash_for_trailer` did.
-                if s.rehashed != Some(c.algorithm()) {
-                    s.writer.sync()?;
-                    let (store, id) = (&self.store, &s.id);
-                    let read_at = |pos: u64, buf: &mut [u8]| store.read_at(id, pos, buf);
-                    s.hasher = Some(hash_stored(s.start, s.written, c.algorithm(), read_at)?);
-                }
+                // The algorithm was unknown while streaming: hash the stored bytes, unless
+                // `hash_for_trailer` did already.
+                let (store, id) = (&self.store, s.id.clone());
+                s.hash_for_trailer(t, |pos, buf| store.read_at(&id, pos, buf))?;
                 Some(c)
             }
             (None, None) => None,
